@@ -1,0 +1,1 @@
+"""srv6lab control plane."""

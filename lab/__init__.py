@@ -1,0 +1,1 @@
+"""The Mininet lab: switch and host nodes, topology builder, fault injection, traffic."""

@@ -1,0 +1,45 @@
+"""The ``srv6lab`` command. Each role contributes its own subcommands (DESIGN.md): the
+controller (``topology`` ...), switchd (``switchd``) and the lab (``lab``, ``bench``, ``demo``).
+The lab is the top layer, so the assembly lives here; every handler imports what it needs
+only when it runs, so ``srv6lab topology check`` never loads Mininet."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+import controller.cli
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="srv6lab",
+        description="SRv6 lab controller: topologies, Mininet labs of SRv6 switches, "
+        "and the controller that programs them.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    controller.cli.register(sub)
+    _register_lab(sub)
+    return parser
+
+
+def _register_lab(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    from lab import commands
+
+    commands.register(sub)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        rc: int = args.func(args)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    return rc
+
+
+if __name__ == "__main__":
+    sys.exit(main())

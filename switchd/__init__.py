@@ -1,0 +1,1 @@
+"""switchd: a P4Runtime switch on the Linux SRv6 data plane."""
