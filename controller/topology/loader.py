@@ -31,7 +31,8 @@ from controller.topology.model import (
     Switch,
     Topology,
 )
-from controller.topology.yamlsrc import Document, Path as FieldPath, Problem, parse
+from controller.topology.yamlsrc import Document, Problem, parse
+from controller.topology.yamlsrc import Path as FieldPath
 
 DEFAULT_USID_BLOCK = "fcbb:bb00::/32"
 DEFAULT_HOST_BLOCK = "2001:db8::/32"
@@ -368,7 +369,8 @@ class _Builder:
                 if node_id in ids:
                     self.doc.problem(
                         (*path, "id"),
-                        f"duplicate node id {node_id} (first at line {self.doc.line(ids[node_id])})",
+                        f"duplicate node id {node_id} "
+                        f"(first at line {self.doc.line(ids[node_id])})",
                     )
                     continue
                 ids[node_id] = (*path, "id")
@@ -411,7 +413,8 @@ class _Builder:
                 if host_id in ids:
                     self.doc.problem(
                         (*path, "id") if "id" in item else path,
-                        f"duplicate host id {host_id} (first at line {self.doc.line(ids[host_id])})",
+                        f"duplicate host id {host_id} "
+                        f"(first at line {self.doc.line(ids[host_id])})",
                     )
                 else:
                     ids[host_id] = (*path, "id") if "id" in item else path
@@ -428,18 +431,17 @@ class _Builder:
     ) -> list[dict[str, Any]]:
         out: list[dict[str, Any]] = []
         attached: dict[str, FieldPath] = {}
-        for i, item in enumerate(self.sequence(value, path)):
+        for i, raw in enumerate(self.sequence(value, path)):
             nic_path: FieldPath = (*path, i)
-            if isinstance(item, str):
-                item = {"switch": item}
-            elif not self.mapping(item, nic_path, _NIC_KEYS, {"switch"}):
+            item = {"switch": raw} if isinstance(raw, str) else raw
+            if not isinstance(raw, str) and not self.mapping(item, nic_path, _NIC_KEYS, {"switch"}):
                 continue
             sw_name = item.get("switch")
             if sw_name is None:
                 continue
-            sw_path: FieldPath = (*nic_path, "switch") if (*nic_path, "switch") in (
-                self.doc.lines
-            ) else nic_path
+            sw_path: FieldPath = (
+                (*nic_path, "switch") if (*nic_path, "switch") in (self.doc.lines) else nic_path
+            )
             if not isinstance(sw_name, str) or sw_name not in switches:
                 self.doc.problem(
                     sw_path,
@@ -590,8 +592,11 @@ class _PortAllocator:
 def _switch_interface(sw: Switch, port: int, doc: Document, path: FieldPath) -> Interface:
     name = f"{sw.name}-eth{port}"
     if len(name) > IFNAMSIZ:
-        doc.problem(path, f"interface name {name!r} is longer than {IFNAMSIZ} characters; "
-                    "use a shorter switch name")
+        doc.problem(
+            path,
+            f"interface name {name!r} is longer than {IFNAMSIZ} characters; "
+            "use a shorter switch name",
+        )
     mac = f"02:53:{sw.node_id >> 8:02x}:{sw.node_id & 0xFF:02x}:00:{port:02x}"
     ll = ipaddress.IPv6Address(f"fe80::53:{sw.node_id:x}:{port:x}")
     return Interface(node=sw.name, name=name, port=port, mac=mac, link_local=ll)

@@ -1,0 +1,68 @@
+"""The folders mininet/ and p4/ must never shadow the real ``mininet`` and ``p4`` packages.
+
+The check runs in a fresh interpreter whose first sys.path entry is the repository root,
+the worst case (``python -m pytest`` from the checkout does exactly that).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+PROBE = """
+import importlib.util, json, sys
+sys.path.insert(0, {root!r})
+out = {{}}
+for name in ("mininet", "p4"):
+    spec = importlib.util.find_spec(name)
+    if spec is None:
+        out[name] = None
+    else:
+        out[name] = {{"origin": spec.origin,
+                      "locations": list(spec.submodule_search_locations or [])}}
+print(json.dumps(out))
+"""
+
+
+def _resolve() -> dict[str, dict[str, object] | None]:
+    proc = subprocess.run(
+        [sys.executable, "-c", PROBE.format(root=str(ROOT))],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=ROOT,
+    )
+    result: dict[str, dict[str, object] | None] = json.loads(proc.stdout)
+    return result
+
+
+def test_no_init_in_mininet_and_p4() -> None:
+    assert not (ROOT / "mininet" / "__init__.py").exists()
+    assert not (ROOT / "p4" / "__init__.py").exists()
+
+
+def test_mininet_resolves_outside_the_repository() -> None:
+    found = _resolve()["mininet"]
+    assert found is not None, "the mininet package is not installed"
+    origin = Path(str(found["origin"])).resolve()
+    assert origin.name == "__init__.py"
+    assert not origin.is_relative_to(ROOT / "mininet"), origin
+
+
+def test_p4_resolves_outside_the_repository() -> None:
+    found = _resolve()["p4"]
+    if found is None or found["origin"] is None:
+        # Only our own p4/ folder (a namespace portion, never a regular package) is visible:
+        # the p4runtime wheel is not installed in this environment (finsy provides the
+        # bindings), so there is nothing for p4/ to shadow.
+        locations = [] if found is None else [Path(str(p)) for p in found["locations"]]  # type: ignore[union-attr]
+        assert all(not (p / "__init__.py").exists() for p in locations)
+        pytest.skip("no installed p4 package here; p4/ cannot shadow one (no __init__.py)")
+    origin = Path(str(found["origin"])).resolve()
+    assert not origin.is_relative_to(ROOT / "p4"), origin
