@@ -1,0 +1,625 @@
+"""KernelDataplane: srv6.p4 realised with the Linux SRv6 data plane (see render.py)."""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from switchd.dataplane import Change, ChangeKind, CounterValue, DataplaneError
+from switchd.kernel.iproute import IGNORABLE_ON_DELETE, BatchFailure, IpRoute
+from switchd.kernel.render import (
+    ECMP_GROUP_BASE,
+    HEADEND_GROUP_BASE,
+    HEADEND_MEMBER_BASE,
+    MEMBER_BASE,
+    NFT_SETUP,
+    RULES,
+    TABLE_HEADEND,
+    TABLE_MAIN,
+    TABLE_MY_SID,
+    KKey,
+    KObj,
+    Ports,
+    RKey,
+    dependencies,
+    kernel_key,
+    nexthop_of_neighbour,
+    render,
+)
+from switchd.kernel.schema import Schema
+from switchd.kernel.state import (
+    EcmpMember,
+    Group,
+    GroupMember,
+    HostPort,
+    MySid,
+    NextHop,
+    Record,
+    Route,
+    SegmentList,
+    SidBlock,
+    decode,
+    encode,
+    record_key,
+)
+
+if TYPE_CHECKING:
+    from finsy.proto import p4i, p4r
+
+log = logging.getLogger("switchd.kernel")
+DEFAULT_PROTOCOL = 222
+
+
+@dataclass
+class _Journal:
+    """What one transaction changed, so it can be undone."""
+
+    records: list[tuple[RKey, Record | None]] = field(default_factory=list)
+    objects: list[tuple[KKey, KObj | None]] = field(default_factory=list)
+
+
+class KernelDataplane:
+    """The kernel data plane of one switch.
+
+    ``netns`` is a named network namespace, or None for the namespace switchd runs in.
+    ``ports`` maps P4 port numbers to interface names. Everything installed carries the
+    route protocol ``protocol``, so it can be listed, rebuilt and flushed.
+    """
+
+    def __init__(
+        self, netns: str | None, ports: dict[int, str], protocol: int = DEFAULT_PROTOCOL
+    ) -> None:
+        self.ip = IpRoute(netns)
+        self.netns = netns
+        self.protocol = protocol
+        self.port_names = dict(ports)
+        self.port_by_name = {v: k for k, v in ports.items()}
+        self.schema: Schema | None = None
+        self.records: dict[RKey, Record] = {}
+        self.rdeps: dict[RKey, set[RKey]] = {}
+        self.objects: dict[KKey, KObj] = {}
+        self.ports_up: set[int] = set()
+        self.tunnel_source: ipaddress.IPv6Address | None = None
+        self._lock = threading.RLock()
+        self._counter_cache: tuple[float, dict[ipaddress.IPv6Network, CounterValue]] | None = None
+        self._monitor: threading.Thread | None = None
+        self._stop = threading.Event()
+        self._refresh_ports()
+
+    # -- the Dataplane protocol -----------------------------------------------------------
+
+    def set_pipeline(self, p4info: p4i.P4Info) -> None:
+        with self._lock:
+            self.schema = Schema.from_p4info(p4info)
+            self.flush()
+            self._install_base()
+
+    def apply(self, changes: list[Change]) -> list[DataplaneError | None]:
+        if self.schema is None:
+            return [DataplaneError("FAILED_PRECONDITION", "no pipeline")] * len(changes)
+        with self._lock:
+            self._counter_cache = None
+            results = self._apply_together(changes)
+            if results is not None:
+                return results
+            # Something in the batch failed in the kernel: it was undone; now apply the
+            # changes one by one so that each gets its own result.
+            return [self._apply_alone(change) for change in changes]
+
+    def direct_counter(self, entry: p4r.TableEntry) -> CounterValue | None:
+        if self.schema is None or self.schema.table_by_id.get(entry.table_id) != "my_sid":
+            return None
+        from finsy.proto import p4r as p4r_mod
+
+        record = decode(self.schema, p4r_mod.Entity(table_entry=entry))
+        assert isinstance(record, MySid)
+        now = time.monotonic()
+        if self._counter_cache is None or now - self._counter_cache[0] > 0.05:
+            self._counter_cache = (now, self._read_counters())
+        return self._counter_cache[1].get(record.prefix, CounterValue(0, 0))
+
+    def recover(self) -> list[p4r.Entity]:
+        """Read what a previous switchd installed back from the kernel."""
+        if self.schema is None:
+            return []
+        with self._lock:
+            records = self._read_back()
+            self.records = {record_key(r): r for r in records}
+            self.rdeps = {}
+            for key, record in self.records.items():
+                self._link_deps(key, record)
+            self.objects = {}
+            self._render_all()
+            # Make the kernel exactly the rendering (re-add what a dead port removed).
+            self._run([line for obj in self._ordered(self.objects.values()) for line in obj.add])
+            return [encode(self.schema, r) for r in records]
+
+    # -- lifecycle ----------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Watch the ports: a port that comes back gets its next hops re-installed."""
+        if self._monitor is None:
+            self._monitor = threading.Thread(
+                target=self._watch_ports, name="switchd-ports", daemon=True
+            )
+            self._monitor.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._monitor is not None:
+            self._monitor.join(timeout=2)
+            self._monitor = None
+
+    def flush(self) -> None:
+        """Remove everything this switchd installed (its protocol number, its tables)."""
+        with self._lock:
+            lines = [
+                f"route flush table {TABLE_MY_SID} proto {self.protocol}",
+                f"route flush table {TABLE_HEADEND} proto {self.protocol}",
+                f"route flush table {TABLE_MAIN} proto {self.protocol}",
+                f"nexthop flush proto {self.protocol}",
+            ]
+            self.ip.batch(lines, force=True)
+            for nb in self.ip.json("-6", "neigh", "show", "nud", "permanent"):
+                if nexthop_of_neighbour(nb["dst"]) is not None:
+                    self.ip.batch([f"neigh del {nb['dst']} dev {nb['dev']}"], force=True)
+            self.ip.nft("delete table inet srv6lab\n")
+            self.records.clear()
+            self.rdeps.clear()
+            self.objects.clear()
+
+    # -- internals ------------------------------------------------------------------------
+
+    def _install_base(self) -> None:
+        lines = [f"rule del pref {pref}" for pref, _ in RULES]
+        self.ip.batch(lines, force=True)
+        self.ip.batch([f"rule add pref {pref} lookup {table}" for pref, table in RULES], False)
+        err = self.ip.nft(NFT_SETUP)
+        if err:
+            raise DataplaneError("INTERNAL", f"nftables setup failed: {err}")
+
+    def _ports(self) -> Ports:
+        return Ports(self.port_names, frozenset(self.ports_up))
+
+    def _refresh_ports(self) -> None:
+        up: set[int] = set()
+        for link in self.ip.json("link", "show"):
+            port = self.port_by_name.get(link.get("ifname", ""))
+            if (
+                port is not None
+                and "LOWER_UP" in link.get("flags", [])
+                and "UP" in link.get("flags", [])
+            ):
+                up.add(port)
+        self.ports_up = up
+
+    def _link_deps(self, key: RKey, record: Record) -> None:
+        for dep in dependencies(record):
+            self.rdeps.setdefault(dep, set()).add(key)
+
+    def _unlink_deps(self, key: RKey, record: Record) -> None:
+        for dep in dependencies(record):
+            users = self.rdeps.get(dep)
+            if users is not None:
+                users.discard(key)
+                if not users:
+                    del self.rdeps[dep]
+
+    def _set_record(self, key: RKey, record: Record | None, journal: _Journal) -> None:
+        old = self.records.get(key)
+        journal.records.append((key, old))
+        if old is not None:
+            self._unlink_deps(key, old)
+            del self.records[key]
+        if record is not None:
+            self.records[key] = record
+            self._link_deps(key, record)
+
+    def _rerender(self, start: RKey, journal: _Journal) -> tuple[list[KObj], list[KObj]]:
+        """Re-render a record and, transitively, those that depend on it. Returns the
+        objects to add or replace and the objects to delete."""
+        adds: list[KObj] = []
+        dels: list[KObj] = []
+        queue = [start]
+        seen: set[RKey] = set()
+        while queue:
+            key = queue.pop(0)
+            if key in seen:
+                continue
+            seen.add(key)
+            kkey = kernel_key(key)
+            record = self.records.get(key)
+            old = self.objects.get(kkey)
+            new = (
+                render(record, self.objects, self.records, self._ports(), self.protocol)
+                if record is not None
+                else None
+            )
+            if new == old and key != start:
+                continue
+            if new != old:
+                journal.objects.append((kkey, old))
+                if new is None:
+                    del self.objects[kkey]
+                    if old is not None:
+                        dels.append(old)
+                else:
+                    self.objects[kkey] = new
+                    adds.append(new)
+            queue.extend(sorted(self.rdeps.get(key, ()), key=repr))
+        return adds, dels
+
+    def _change_lines(self, change: Change, journal: _Journal) -> tuple[list[str], list[str]]:
+        assert self.schema is not None
+        entity = change.after if change.after is not None else change.before
+        assert entity is not None
+        record = decode(self.schema, entity)
+        if change.kind is not ChangeKind.DELETE:
+            self._check(record)
+        key = record_key(record)
+        self._set_record(key, None if change.kind is ChangeKind.DELETE else record, journal)
+        adds, dels = self._rerender(key, journal)
+        ip_lines: list[str] = []
+        nft_lines: list[str] = []
+        if (
+            isinstance(record, SegmentList)
+            and change.kind is not ChangeKind.DELETE
+            and self.tunnel_source != record.src
+        ):
+            ip_lines.append(f"sr tunsrc set {record.src}")
+            self.tunnel_source = record.src
+        for obj in self._ordered(adds):
+            (nft_lines if obj.nft else ip_lines).extend(obj.add)
+        for obj in reversed(self._ordered(dels)):
+            (nft_lines if obj.nft else ip_lines).extend(obj.delete)
+        return ip_lines, nft_lines
+
+    def _check(self, record: Record) -> None:
+        """Refuse what the kernel cannot express, before anything is touched."""
+        if isinstance(record, NextHop):
+            if record.port not in self.port_names:
+                raise DataplaneError(
+                    "INVALID_ARGUMENT",
+                    f"next_hop {record.nexthop_id}: port {record.port} does not exist "
+                    f"(ports: {', '.join(map(str, sorted(self.port_names)))})",
+                )
+            if record.nexthop_id > 0xFFFF:
+                raise DataplaneError("OUT_OF_RANGE", "nexthop_id must fit 16 bits")
+        if isinstance(record, Group):
+            for m in record.members:
+                self._check_watch(record, m)
+        if isinstance(record, SegmentList):
+            others = {
+                r.src
+                for r in self.records.values()
+                if isinstance(r, SegmentList) and r.member_id != record.member_id
+            }
+            if others and record.src not in others:
+                raise DataplaneError(
+                    "INVALID_ARGUMENT",
+                    f"src_addr {record.src}: the kernel has one SRv6 tunnel source per switch "
+                    f"(ip sr tunsrc), already {others.pop()}",
+                )
+        if isinstance(record, HostPort) and record.port not in self.port_names:
+            raise DataplaneError("INVALID_ARGUMENT", f"host_port: no port {record.port}")
+
+    def _check_watch(self, group: Group, member: GroupMember) -> None:
+        if member.watch_port is None or group.profile != "ecmp_selector":
+            return
+        m = self.records.get(("member", "ecmp_selector", member.member_id))
+        if isinstance(m, EcmpMember):
+            nh = self.records.get(("next_hop", m.nexthop_id))
+            if isinstance(nh, NextHop) and nh.port != member.watch_port:
+                raise DataplaneError(
+                    "INVALID_ARGUMENT",
+                    f"group {group.group_id} member {member.member_id}: watch_port "
+                    f"{member.watch_port} is not its egress port {nh.port}; the kernel watches "
+                    "a member's own egress port",
+                )
+
+    @staticmethod
+    def _ordered(objs: Any) -> list[KObj]:
+        return sorted(objs, key=lambda o: o.level)
+
+    def _run(self, ip_lines: list[str], nft_lines: list[str] | None = None) -> list[str]:
+        """Run lines; return the messages of failures that matter."""
+        errors: list[str] = []
+        for failure in self.ip.batch(ip_lines, force=True):
+            if not self._ignorable(ip_lines, failure):
+                errors.append(f"{_line(ip_lines, failure)}: {failure.message}")
+        if nft_lines:
+            err = self.ip.nft("\n".join(nft_lines) + "\n")
+            if err:
+                errors.append(f"nft: {err}")
+        return errors
+
+    @staticmethod
+    def _ignorable(lines: list[str], failure: BatchFailure) -> bool:
+        text = _line(lines, failure)
+        deleting = " del " in f" {text} " or text.startswith("delete")
+        return deleting and any(s in failure.message for s in IGNORABLE_ON_DELETE)
+
+    def _apply_together(self, changes: list[Change]) -> list[DataplaneError | None] | None:
+        journal = _Journal()
+        ip_lines: list[str] = []
+        nft_lines: list[str] = []
+        results: list[DataplaneError | None] = []
+        for change in changes:
+            sub = _Journal()
+            try:
+                a, b = self._change_lines(change, sub)
+            except DataplaneError as exc:
+                self._undo(sub)
+                results.append(exc)
+                continue
+            journal.records.extend(sub.records)
+            journal.objects.extend(sub.objects)
+            ip_lines.extend(a)
+            nft_lines.extend(b)
+            results.append(None)
+        errors = self._run(ip_lines, nft_lines)
+        if not errors:
+            return results
+        log.warning("kernel refused part of a batch, retrying one by one: %s", errors[:3])
+        self._undo(journal)
+        return None
+
+    def _apply_alone(self, change: Change) -> DataplaneError | None:
+        journal = _Journal()
+        try:
+            ip_lines, nft_lines = self._change_lines(change, journal)
+        except DataplaneError as exc:
+            self._undo(journal)
+            return exc
+        errors = self._run(ip_lines, nft_lines)
+        if errors:
+            self._undo(journal)
+            return DataplaneError("INTERNAL", "kernel refused: " + "; ".join(errors))
+        return None
+
+    def _undo(self, journal: _Journal) -> None:
+        """Put records, objects and the kernel back as they were before the journal."""
+        touched: dict[KKey, KObj | None] = {}
+        for kkey, old in reversed(journal.objects):
+            touched[kkey] = self.objects.get(kkey) if kkey not in touched else touched[kkey]
+            if old is None:
+                self.objects.pop(kkey, None)
+            else:
+                self.objects[kkey] = old
+        for key, old_record in reversed(journal.records):
+            current = self.records.get(key)
+            if current is not None:
+                self._unlink_deps(key, current)
+                del self.records[key]
+            if old_record is not None:
+                self.records[key] = old_record
+                self._link_deps(key, old_record)
+        adds = [obj for kkey in touched if (obj := self.objects.get(kkey)) is not None]
+        dels = [
+            new for kkey, new in touched.items() if new is not None and kkey not in self.objects
+        ]
+        ip_lines = [line for o in self._ordered(adds) if not o.nft for line in o.add]
+        ip_lines += [line for o in reversed(self._ordered(dels)) if not o.nft for line in o.delete]
+        nft_lines = [line for o in adds if o.nft for line in o.add]
+        nft_lines += [line for o in dels if o.nft for line in o.delete]
+        self.ip.batch(ip_lines, force=True)
+        if nft_lines:
+            self.ip.nft("\n".join(nft_lines) + "\n")
+
+    def _render_all(self) -> None:
+        """Render every record, dependencies first."""
+        order = {NextHop: 0, SegmentList: 0, HostPort: 0, SidBlock: 0, EcmpMember: 1, Group: 2}
+        for record in sorted(self.records.values(), key=lambda r: order.get(type(r), 3)):
+            obj = render(record, self.objects, self.records, self._ports(), self.protocol)
+            if obj is not None:
+                self.objects[obj.key] = obj
+
+    # -- ports ------------------------------------------------------------------------------
+
+    def port_changed(self, ifname: str, up: bool) -> None:
+        """A port went up or down: re-render what depends on its next hops."""
+        port = self.port_by_name.get(ifname)
+        if port is None:
+            return
+        with self._lock:
+            if (port in self.ports_up) == up:
+                return
+            if up:
+                self.ports_up.add(port)
+            else:
+                self.ports_up.discard(port)
+            if self.schema is None:
+                return
+            journal = _Journal()
+            ip_lines: list[str] = []
+            for key, record in list(self.records.items()):
+                if isinstance(record, NextHop) and record.port == port:
+                    adds, dels = self._rerender(key, journal)
+                    ip_lines += [line for o in self._ordered(adds) for line in o.add]
+                    ip_lines += [line for o in reversed(self._ordered(dels)) for line in o.delete]
+            errors = self._run(ip_lines)
+            if errors:
+                log.error("re-installing after %s %s failed: %s", ifname, up, errors[:3])
+            log.info(
+                "port %s (%d) %s: %d kernel lines",
+                ifname,
+                port,
+                "up" if up else "down",
+                len(ip_lines),
+            )
+
+    def _watch_ports(self) -> None:
+        from pyroute2 import IPRoute, NetNS
+
+        ipr: Any = NetNS(self.netns) if self.netns else IPRoute()
+        try:
+            ipr.bind()
+            self._refresh_ports()
+            while not self._stop.is_set():
+                for msg in ipr.get():
+                    if msg.get("event") not in ("RTM_NEWLINK", "RTM_DELLINK"):
+                        continue
+                    name = msg.get_attr("IFLA_IFNAME")
+                    flags = msg["flags"]
+                    up = bool(flags & 0x1) and bool(flags & 0x10000)  # IFF_UP, IFF_LOWER_UP
+                    if msg["event"] == "RTM_DELLINK":
+                        up = False
+                    self.port_changed(name, up)
+        except Exception:
+            if not self._stop.is_set():
+                log.exception("port watch stopped")
+        finally:
+            ipr.close()
+
+    # -- reading back -----------------------------------------------------------------------
+
+    def _read_counters(self) -> dict[ipaddress.IPv6Network, CounterValue]:
+        out: dict[ipaddress.IPv6Network, CounterValue] = {}
+        for route in self.ip.json("-6", "-s", "route", "show", "table", str(TABLE_MY_SID)):
+            stats = route.get("stats64")
+            if stats:
+                out[_network(route["dst"])] = CounterValue(stats["packets"], stats["bytes"])
+        return out
+
+    def _read_back(self) -> list[Record]:
+        assert self.schema is not None
+        records: list[Record] = []
+        macs: dict[str, str] = {
+            nb["dst"]: nb.get("lladdr", "")
+            for nb in self.ip.json("-6", "neigh", "show", "nud", "permanent")
+        }
+        tunsrc = ipaddress.IPv6Address("::")
+        nexthops = self.ip.json("nexthop", "show", "proto", str(self.protocol))
+        link_macs = {link["ifname"]: link.get("address", "") for link in self.ip.json("link")}
+        for nh in nexthops:
+            kid = nh["id"]
+            if "group" in nh:
+                base, profile = (
+                    (ECMP_GROUP_BASE, "ecmp_selector")
+                    if kid < HEADEND_GROUP_BASE
+                    else (HEADEND_GROUP_BASE, "headend_selector")
+                )
+                member_base = MEMBER_BASE if profile == "ecmp_selector" else HEADEND_MEMBER_BASE
+                members = tuple(
+                    GroupMember(m["id"] - member_base, m.get("weight", 1), None)
+                    for m in nh["group"]
+                )
+                records.append(Group(profile, kid - base, members))
+            elif "encap" in nh and kid >= HEADEND_MEMBER_BASE:
+                records.append(
+                    SegmentList(
+                        member_id=kid - HEADEND_MEMBER_BASE,
+                        reduced=nh.get("mode") == "encap.red",
+                        src=tunsrc,
+                        segments=tuple(ipaddress.IPv6Address(s) for s in nh.get("segs", [])),
+                    )
+                )
+            elif kid >= MEMBER_BASE:
+                n = nexthop_of_neighbour(nh.get("gateway", ""))
+                if n is not None:
+                    records.append(EcmpMember(kid - MEMBER_BASE, n))
+            else:
+                dev = nh.get("dev", "")
+                mac = macs.get(nh.get("gateway", ""), "")
+                if dev in self.port_by_name and mac:
+                    records.append(
+                        NextHop(
+                            kid,
+                            self.port_by_name[dev],
+                            bytes.fromhex(link_macs.get(dev, "").replace(":", "")),
+                            bytes.fromhex(mac.replace(":", "")),
+                        )
+                    )
+        for table, name in ((TABLE_MAIN, "routing_v6"), (TABLE_HEADEND, "srv6_headend")):
+            for route in self.ip.json(
+                "-6", "route", "show", "table", str(table), "proto", str(self.protocol)
+            ):
+                kid = route.get("nhid")
+                if kid is None:
+                    continue
+                prefix = _network(route["dst"])
+                kind, ident = _kernel_id(kid)
+                if kind == "group":
+                    records.append(Route(name, prefix, None, ident))
+                elif kind == "member":
+                    records.append(Route(name, prefix, ident, None))
+        for route in self.ip.json(
+            "-6", "route", "show", "table", str(TABLE_MY_SID), "proto", str(self.protocol)
+        ):
+            behaviour = _behaviour(route)
+            if behaviour is None:
+                continue
+            n = nexthop_of_neighbour(route["nh6"]) if "nh6" in route else None
+            records.append(MySid(_network(route["dst"]), behaviour, n))
+        sets = self.ip.nft_json("list", "table", "inet", "srv6lab") or {"nftables": []}
+        for item in sets["nftables"]:
+            s = item.get("set")
+            if not s:
+                continue
+            for elem in s.get("elem", []):
+                if s["name"] == "host_ports" and elem in self.port_by_name:
+                    records.append(HostPort(self.port_by_name[elem]))
+                elif s["name"] == "internal_sids":
+                    p = elem["prefix"] if isinstance(elem, dict) else {"addr": elem, "len": 128}
+                    records.append(SidBlock(_network(f"{p['addr']}/{p['len']}")))
+        src = self._tunnel_source()
+        if src is not None:
+            self.tunnel_source = src
+            records = [
+                SegmentList(r.member_id, r.reduced, src, r.segments)
+                if isinstance(r, SegmentList)
+                else r
+                for r in records
+            ]
+        return records
+
+    def _tunnel_source(self) -> ipaddress.IPv6Address | None:
+        import subprocess
+
+        cmd = ["ip", "sr", "tunsrc", "show"]
+        if self.netns:
+            cmd[1:1] = ["-n", self.netns]
+        out = subprocess.run(cmd, capture_output=True, text=True, check=False).stdout.split()
+        if len(out) >= 3 and out[0] == "tunsrc":
+            addr = ipaddress.IPv6Address(out[2])
+            return None if addr == ipaddress.IPv6Address("::") else addr
+        return None
+
+
+def _kernel_id(kid: int) -> tuple[str, int]:
+    """A kernel nexthop id as ("next_hop" | "member" | "group", P4 id); see render.py."""
+    if kid < MEMBER_BASE:
+        return "next_hop", kid
+    if kid < ECMP_GROUP_BASE:
+        return "member", kid - MEMBER_BASE
+    if kid < HEADEND_MEMBER_BASE:
+        return "group", kid - ECMP_GROUP_BASE
+    if kid < HEADEND_GROUP_BASE:
+        return "member", kid - HEADEND_MEMBER_BASE
+    return "group", kid - HEADEND_GROUP_BASE
+
+
+def _network(text: str) -> ipaddress.IPv6Network:
+    return ipaddress.IPv6Network(text if "/" in text else f"{text}/128")
+
+
+def _behaviour(route: dict[str, Any]) -> str | None:
+    action = route.get("action")
+    csid = "next-csid" in str(route.get("flavors", ""))
+    if action == "End":
+        return "usid_un" if csid else "end"
+    if action == "End.X":
+        return "usid_ua" if csid else "end_x"
+    if action == "End.DT6":
+        return "end_dt6"
+    return None
+
+
+def _line(lines: list[str], failure: BatchFailure) -> str:
+    if 1 <= failure.line <= len(lines):
+        return lines[failure.line - 1]
+    return "?"
