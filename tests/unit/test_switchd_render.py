@@ -1,0 +1,130 @@
+"""switchd's mapping of srv6.p4 records to kernel objects (pure; no kernel needed)."""
+
+from __future__ import annotations
+
+import ipaddress
+
+from switchd.kernel.render import (
+    ECMP_GROUP_BASE,
+    MEMBER_BASE,
+    KKey,
+    KObj,
+    Ports,
+    RKey,
+    dependencies,
+    kernel_key,
+    nexthop_of_neighbour,
+    render,
+    synthetic_neighbour,
+)
+from switchd.kernel.state import (
+    EcmpMember,
+    Group,
+    GroupMember,
+    MySid,
+    NextHop,
+    Record,
+    Route,
+    SegmentList,
+    record_key,
+)
+
+PORTS = Ports({1: "s1-eth1", 2: "s1-eth2"}, frozenset({1, 2}))
+MAC = bytes.fromhex("025300020001")
+
+
+def render_all(records: list[Record], ports: Ports = PORTS) -> dict[KKey, KObj]:
+    by_key: dict[RKey, Record] = {record_key(r): r for r in records}
+    objects: dict[KKey, KObj] = {}
+    for record in records:  # callers list dependencies first
+        obj = render(record, objects, by_key, ports, 222)
+        if obj is not None:
+            objects[obj.key] = obj
+    return objects
+
+
+def test_synthetic_neighbour_round_trips() -> None:
+    for n in (1, 0xFFFF, 0x12345):
+        assert nexthop_of_neighbour(str(synthetic_neighbour(n))) == n
+    assert nexthop_of_neighbour("fe80::53:1:2") is None
+
+
+def test_next_hop_is_a_permanent_neighbour_and_a_nexthop_object() -> None:
+    objs = render_all([NextHop(7, 2, MAC, MAC)])
+    assert objs[("nh", 7)].add == (
+        "neigh replace fe80::5d:0:7 lladdr 02:53:00:02:00:01 dev s1-eth2 nud permanent",
+        "nexthop replace id 7 via fe80::5d:0:7 dev s1-eth2 proto 222",
+    )
+
+
+def test_ecmp_group_and_route() -> None:
+    records: list[Record] = [
+        NextHop(1, 1, MAC, MAC),
+        NextHop(2, 2, MAC, MAC),
+        EcmpMember(10, 1),
+        EcmpMember(11, 2),
+        Group("ecmp_selector", 5, (GroupMember(10, 1, 1), GroupMember(11, 3, 2))),
+        Route("routing_v6", ipaddress.IPv6Network("2001:db8:2::/64"), None, 5),
+    ]
+    objs = render_all(records)
+    g = ECMP_GROUP_BASE + 5
+    assert objs[("nh", g)].add == (
+        f"nexthop replace id {g} group {MEMBER_BASE + 10}/{MEMBER_BASE + 11},3 proto 222",
+    )
+    route = objs[("route", 254, ipaddress.IPv6Network("2001:db8:2::/64"))]
+    assert route.add == (f"route replace 2001:db8:2::/64 nhid {g} table 254 proto 222",)
+
+
+def test_a_dead_port_removes_its_members_and_keeps_the_group() -> None:
+    records: list[Record] = [
+        NextHop(1, 1, MAC, MAC),
+        NextHop(2, 2, MAC, MAC),
+        EcmpMember(10, 1),
+        EcmpMember(11, 2),
+        Group("ecmp_selector", 5, (GroupMember(10, 1, 1), GroupMember(11, 1, 2))),
+    ]
+    objs = render_all(records, Ports(PORTS.names, frozenset({2})))
+    assert ("nh", 1) not in objs
+    assert ("nh", MEMBER_BASE + 10) not in objs
+    assert objs[("nh", ECMP_GROUP_BASE + 5)].add[0].endswith(f"group {MEMBER_BASE + 11} proto 222")
+    # With no port up, the group and anything routed through it are absent: dropped.
+    objs = render_all(
+        [*records, Route("routing_v6", ipaddress.IPv6Network("::/0"), None, 5)],
+        Ports(PORTS.names, frozenset()),
+    )
+    assert not any(k[0] == "route" for k in objs)
+
+
+def test_headend_segment_lists_and_my_sid_behaviours() -> None:
+    seg = SegmentList(
+        3,
+        True,
+        ipaddress.IPv6Address("fcbb:bb00:1::1"),
+        (ipaddress.IPv6Address("fcbb:bb00:2::"), ipaddress.IPv6Address("fcbb:bb00:3::")),
+    )
+    objs = render_all(
+        [
+            NextHop(1, 1, MAC, MAC),
+            seg,
+            MySid(ipaddress.IPv6Network("fcbb:bb00:1::/48"), "usid_un", None),
+            MySid(ipaddress.IPv6Network("fcbb:bb00:e001::/48"), "usid_ua", 1),
+            MySid(ipaddress.IPv6Network("fcbb:bb00:1:fe00::/64"), "end_dt6", None),
+        ]
+    )
+    assert (
+        "encap seg6 mode encap.red segs fcbb:bb00:2::,fcbb:bb00:3:: dev lo"
+        in (objs[("nh", 0x3000_0003)].add[0])
+    )
+    un = objs[("route", 200, ipaddress.IPv6Network("fcbb:bb00:1::/48"))].add[0]
+    assert "seg6local action End flavors next-csid lblen 32 nflen 16 count" in un
+    ua = objs[("route", 200, ipaddress.IPv6Network("fcbb:bb00:e001::/48"))].add[0]
+    assert "action End.X nh6 fe80::5d:0:1 oif s1-eth1 flavors next-csid" in ua
+    dt6 = objs[("route", 200, ipaddress.IPv6Network("fcbb:bb00:1:fe00::/64"))].add[0]
+    assert "action End.DT6 table 254 count" in dt6
+
+
+def test_dependencies_and_kernel_keys() -> None:
+    route = Route("srv6_headend", ipaddress.IPv6Network("2001:db8:9::/64"), 4, None)
+    assert dependencies(route) == (("member", "headend_selector", 4),)
+    assert kernel_key(dependencies(route)[0]) == ("nh", 0x3000_0004)
+    assert kernel_key(record_key(route)) == ("route", 201, route.prefix)
