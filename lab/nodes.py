@@ -1,0 +1,163 @@
+"""Mininet node classes of the lab: ``KernelSwitch`` (an IPv6 SRv6 router made of a network
+namespace and the Linux kernel) and ``LabHost`` (an IPv6-only host with the plan's addresses
+and routes), plus the registry of switch kinds.
+
+Both are plain Mininet nodes, so ``mn --custom mininet/srv6lab.py`` can use them too. Neither
+needs Open vSwitch. Interfaces (names, MACs, link-local addresses, bandwidth) belong to
+:mod:`lab.links`; which node gets which parameters comes from :mod:`lab.topo`.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from mininet.node import Host, Switch
+
+from lab.errors import LabError
+from lab.shell import run_commands
+
+# Set before any interface exists, so every port inherits them from "default": no duplicate
+# address detection (it stalls the first seconds of traffic), no kernel-made link-local
+# (the plan gives each port its own), addresses kept when a port goes down.
+_IPV6_COMMON = {
+    "net.ipv6.conf.all.accept_dad": 0,
+    "net.ipv6.conf.default.accept_dad": 0,
+    "net.ipv6.conf.all.dad_transmits": 0,
+    "net.ipv6.conf.default.dad_transmits": 0,
+    "net.ipv6.conf.default.addr_gen_mode": 1,
+    "net.ipv6.conf.all.keep_addr_on_down": 1,
+    "net.ipv6.conf.default.keep_addr_on_down": 1,
+}
+
+ROUTER_SYSCTLS: Mapping[str, int] = {
+    **_IPV6_COMMON,
+    "net.ipv6.conf.all.forwarding": 1,
+    "net.ipv6.conf.default.forwarding": 1,
+    "net.ipv6.conf.all.seg6_enabled": 1,
+    "net.ipv6.conf.default.seg6_enabled": 1,
+    # L4 hashing, so that ECMP spreads the flows between two hosts over several members.
+    "net.ipv6.fib_multipath_hash_policy": 1,
+}
+
+HOST_SYSCTLS: Mapping[str, int] = {
+    **_IPV6_COMMON,
+    "net.ipv6.conf.all.forwarding": 0,
+}
+
+
+def sysctl_command(settings: Mapping[str, int | str]) -> str:
+    """One ``sysctl`` call for many settings. Keys may use ``/`` so that interface names
+    with dots stay intact (``net/ipv6/conf/s1-eth1/seg6_enabled``)."""
+    return "sysctl -q -w " + " ".join(f"{key}={value}" for key, value in settings.items())
+
+
+@dataclass(frozen=True, slots=True)
+class HostRoute:
+    """An IPv6 route of a host: ``destination`` ("default" or a prefix) via a link-local
+    gateway out of one of the host's NICs."""
+
+    destination: str
+    gateway: ipaddress.IPv6Address
+    dev: str
+
+    def command(self) -> str:
+        return f"ip -6 route replace {self.destination} via {self.gateway} dev {self.dev}"
+
+
+class KernelSwitch(Switch):  # type: ignore[misc]
+    """A switch of kind ``kernel``: its own network namespace configured as an IPv6 SRv6
+    router (forwarding, seg6 on every port, no DAD, L4 multipath hashing). IPv4 is not used.
+
+    Until a controller programs it, it forwards nothing beyond its links' link-local
+    addresses. It never runs Open vSwitch and is always in a namespace, whatever Mininet's
+    ``inNamespace`` default for switches is.
+    """
+
+    kind = "kernel"
+
+    def __init__(self, name: str, node_id: int | None = None, **params: Any) -> None:
+        params["inNamespace"] = True
+        if not params.get("dpid") and node_id is not None:
+            params["dpid"] = f"{node_id:x}"
+        self.node_id = node_id
+        self.controlIntf = None  # Mininet's Switch only sets it outside a namespace
+        super().__init__(name, **params)
+        run_commands(
+            self,
+            [sysctl_command(ROUTER_SYSCTLS), "ip link set dev lo up"],
+            f"configuring switch {name} as an SRv6 router",
+        )
+
+    def start(self, controllers: Sequence[Any]) -> None:
+        """Enable SRv6 on every port and make sure every port is up. ``controllers`` are
+        OpenFlow controllers, which a kernel switch does not use."""
+        ports = [intf.name for intf in self.intfList() if intf.name != "lo"]
+        if not ports:
+            return
+        settings = {f"net/ipv6/conf/{port}/seg6_enabled": 1 for port in ports}
+        settings.update({f"net/ipv6/conf/{port}/forwarding": 1 for port in ports})
+        commands = [sysctl_command(settings)]
+        commands += [f"ip link set dev {port} up" for port in ports]
+        run_commands(self, commands, f"starting switch {self.name}")
+
+    def stop(self, deleteIntfs: bool = True) -> None:
+        """Nothing runs in a kernel switch but its shell; remove its ports if asked."""
+        super().stop(deleteIntfs)
+
+
+class LabHost(Host):  # type: ignore[misc]
+    """An IPv6-only host: the plan's address on each NIC, a default route via the switch
+    port of its first NIC, and per-plane routes for hosts with NICs in several planes.
+
+    Mininet hands every host an IPv4 ``ip`` (10.0.0.x) and sometimes a ``mac``; both are
+    ignored: the lab is IPv6 only and each interface already has the plan's MAC.
+    """
+
+    def __init__(self, name: str, **params: Any) -> None:
+        super().__init__(name, **params)
+        run_commands(
+            self,
+            [sysctl_command(HOST_SYSCTLS), "ip link set dev lo up"],
+            f"configuring host {name}",
+        )
+
+    def config(
+        self,
+        addresses: Mapping[str, Sequence[str]] | None = None,
+        routes: Sequence[HostRoute] = (),
+        **_params: Any,
+    ) -> dict[str, Any]:
+        """addresses: interface name -> IPv6 addresses with prefix length
+        routes: the host's routes, added after the addresses"""
+        addresses = addresses or {}
+        commands = [
+            f"ip -6 addr replace {address} dev {ifname} nodad"
+            for ifname, values in addresses.items()
+            for address in values
+        ]
+        commands += [route.command() for route in routes]
+        if commands:
+            run_commands(self, commands, f"configuring addresses and routes of host {self.name}")
+        for ifname, values in addresses.items():
+            intf = self.nameToIntf.get(ifname)
+            if intf is None:
+                raise LabError(f"host {self.name} has no interface {ifname} to address")
+            if values:
+                # So that Mininet's CLI turns a host name into its address: h1 ping -6 h2.
+                intf.ip, intf.prefixLen = values[0].split("/")
+        return {"addresses": dict(addresses), "routes": list(routes)}
+
+
+SWITCH_KINDS: dict[str, type[Any]] = {"kernel": KernelSwitch}
+"""Switch kind -> Mininet node class. ``bmv2`` joins when it exists."""
+
+
+def switch_class(kind: str) -> type[Any]:
+    try:
+        return SWITCH_KINDS[kind]
+    except KeyError:
+        known = ", ".join(sorted(SWITCH_KINDS))
+        raise LabError(f"unknown switch kind {kind!r}; known kinds: {known}") from None
