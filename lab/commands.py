@@ -492,6 +492,8 @@ def _down(args: argparse.Namespace) -> int:
     except LabError as exc:
         _error(str(exc))
         return 1
+    if result.pid is None and result.state is not None:
+        print(f"lab {result.state.topology} (pid {result.state.pid}) had ended without cleaning up")
     if result.pid is not None:
         name = f"lab {result.state.topology}" if result.state else "the lab"
         how = f" (killed: it did not stop within {args.timeout:g} s)" if result.killed else ""

@@ -159,12 +159,13 @@ def terminate(pids: Iterable[int], timeout: float = 3.0) -> list[int]:
 
 
 def wait_gone(pids: Sequence[int], timeout: float) -> bool:
-    """Wait until none of ``pids`` exists (zombies of our own children are reaped)."""
+    """Wait until none of ``pids`` runs. A zombie counts as gone: it is left for its
+    parent to reap (which may be our caller, holding a Popen for it)."""
     deadline = time.monotonic() + timeout
     pending = list(pids)
     delay = 0.002
     while pending:
-        pending = [pid for pid in pending if not _reaped_or_gone(pid)]
+        pending = [pid for pid in pending if not _gone(pid)]
         if not pending:
             return True
         if time.monotonic() >= deadline:
@@ -174,14 +175,7 @@ def wait_gone(pids: Sequence[int], timeout: float) -> bool:
     return True
 
 
-def _reaped_or_gone(pid: int) -> bool:
-    try:
-        done, _status = os.waitpid(pid, os.WNOHANG)
-    except ChildProcessError:
-        done = 0  # not our child: look at /proc
-    else:
-        if done == pid:
-            return True
+def _gone(pid: int) -> bool:
     try:
         with open(f"/proc/{pid}/stat", encoding="utf-8", errors="replace") as f:
             stat = f.read()

@@ -122,8 +122,9 @@ def lenient_state(run: RunDir) -> LabState | None:
 @dataclass
 class DownResult:
     state: LabState | None
-    """The lab that was stopped (its last state), if one was running."""
+    """The last state of the lab: the one stopped, or the one that had crashed."""
     pid: int | None
+    """The process that held the running lab and was stopped; None if none ran."""
     seconds: float
     killed: bool = False
     """The lab process did not stop on SIGTERM within the timeout and was killed."""
@@ -154,7 +155,7 @@ def stop_lab(run: RunDir | None = None, timeout: float = STOP_TIMEOUT) -> DownRe
     finally:
         lock.release()
     return DownResult(
-        state=state if pid is not None else None,
+        state=state,
         pid=pid,
         seconds=time.monotonic() - started,
         killed=killed,

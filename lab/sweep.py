@@ -32,12 +32,15 @@ class SweepReport:
 
     def lines(self) -> list[str]:
         out = []
-        if self.processes:
-            out.append(f"{len(self.processes)} processes: " + ", ".join(self.processes))
-        if self.namespaces:
-            out.append(f"{len(self.namespaces)} namespaces: " + ", ".join(self.namespaces))
-        if self.interfaces:
-            out.append(f"{len(self.interfaces)} interfaces: " + ", ".join(self.interfaces))
+        for what, items in (
+            ("process", self.processes),
+            ("namespace", self.namespaces),
+            ("interface", self.interfaces),
+        ):
+            if items:
+                plural = "es" if what == "process" else "s"
+                count = f"{len(items)} {what}{'' if len(items) == 1 else plural}"
+                out.append(f"{count}: " + ", ".join(items))
         if self.state_file:
             out.append(f"the state file {self.state_file}")
         return out
