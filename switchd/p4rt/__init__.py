@@ -1,0 +1,1 @@
+"""switchd's P4Runtime server: arbitration, pipeline, validation, the entity store."""

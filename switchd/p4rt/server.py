@@ -1,0 +1,975 @@
+"""switchd's P4Runtime server (grpc.aio): arbitration, the pipeline, Write, Read and
+Capabilities, over a :class:`~switchd.dataplane.Dataplane`.
+
+One asyncio loop serves everything. The data plane's methods block (netlink, ``ip -batch``),
+so they run in one worker thread, one call at a time: the loop keeps answering arbitration,
+reads and gNMI while the kernel is being programmed. Writes and pipeline changes are
+serialised by a lock; a write that has started to touch the data plane finishes and commits
+even if its client goes away, so the store always matches the kernel.
+
+A request that fails, however malformed, gets a status and a message and is logged; nothing a
+client sends ends the server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+from collections.abc import AsyncIterator, Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import grpc
+from finsy.proto import p4i, p4r, p4r_grpc
+
+from switchd.dataplane import Change, CounterValue, Dataplane, DataplaneError
+from switchd.p4rt.arbitration import Arbitration, Controller, election_id_of
+from switchd.p4rt.errors import (
+    ALREADY_EXISTS,
+    FAILED_PRECONDITION,
+    INTERNAL,
+    INVALID_ARGUMENT,
+    NOT_FOUND,
+    OK,
+    PERMISSION_DENIED,
+    RESOURCE_EXHAUSTED,
+    UNIMPLEMENTED,
+    P4RuntimeError,
+    RpcFailure,
+    batch_failure,
+    code_from_name,
+    grpc_code,
+)
+from switchd.p4rt.pipeline import (
+    DEFAULT_P4INFO_PATH,
+    PipelineState,
+    load_p4info,
+    p4info_differences,
+)
+from switchd.p4rt.store import EntityStore
+from switchd.p4rt.validate import (
+    CounterWrite,
+    EntityKey,
+    P4InfoIndex,
+    Validated,
+    Validator,
+    invalid,
+)
+
+if TYPE_CHECKING:
+    from switchd.gnmi import GnmiServer
+
+log = logging.getLogger("switchd.p4rt")
+
+P4RUNTIME_API_VERSION = "1.5.0"
+"""The version of finsy's p4runtime.proto, which this server speaks."""
+
+READ_CHUNK_BYTES = 1 << 20
+READ_CHUNK_ENTITIES = 4096
+
+# Validation errors that depend on the store: an earlier update of the same batch, not yet
+# applied, may change the answer.
+_STORE_DEPENDENT = frozenset({NOT_FOUND, ALREADY_EXISTS, FAILED_PRECONDITION, RESOURCE_EXHAUSTED})
+
+_SET_ACTIONS = p4r.SetForwardingPipelineConfigRequest
+_GET_TYPES = p4r.GetForwardingPipelineConfigRequest
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class Pipeline:
+    """The committed forwarding pipeline and the entities written for it."""
+
+    config: p4r.ForwardingPipelineConfig
+    index: P4InfoIndex
+    store: EntityStore
+    validator: Validator
+
+
+class _StreamEnd:
+    """Put on a stream's outbox to end it (code OK: the client closed it)."""
+
+    def __init__(self, code: int = OK, message: str = "") -> None:
+        self.code = code
+        self.message = message
+
+
+class P4RuntimeServer(p4r_grpc.P4RuntimeServicer):
+    """The P4Runtime service of one switch (one device).
+
+    ``ports`` maps P4 port numbers to interface names (watch ports are checked against it);
+    ``state_dir`` keeps the committed pipeline across restarts; ``p4info`` is the only P4Info
+    SetForwardingPipelineConfig accepts (a P4Info or a file; default: srv6.p4's,
+    ``p4/build/srv6.p4info.txtpb`` of this checkout).
+    """
+
+    def __init__(
+        self,
+        dataplane: Dataplane,
+        *,
+        device_id: int = 1,
+        ports: Mapping[int, str] | None = None,
+        state_dir: Path | None = None,
+        p4info: p4i.P4Info | Path | None = None,
+    ) -> None:
+        if device_id <= 0:
+            raise ValueError(f"device id must be positive, got {device_id}")
+        self.dataplane = dataplane
+        self.device_id = device_id
+        self.ports = dict(ports) if ports is not None else None
+        self.state = PipelineState(state_dir)
+        self._reference: p4i.P4Info | None = None
+        self._reference_path = DEFAULT_P4INFO_PATH
+        if isinstance(p4info, p4i.P4Info):
+            self._reference = p4info
+        elif p4info is not None:
+            self._reference_path = Path(p4info)
+        self.arbitration = Arbitration(device_id)
+        self.pipeline: Pipeline | None = None
+        self._lock = asyncio.Lock()
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="switchd-dataplane")
+        self._tasks: set[asyncio.Task[Any]] = set()
+
+    # -- life cycle -----------------------------------------------------------------------
+
+    async def restore(self) -> None:
+        """At start: serve the pipeline committed before a restart, with the entities the
+        data plane still holds (it was not flushed: forwarding never stopped)."""
+        config = self.state.load()
+        if config is None:
+            return
+        try:
+            self.reference_p4info()
+        except RpcFailure as exc:
+            log.error("cannot restore the saved pipeline: %s", exc.message)
+            return
+        try:
+            self._verify(config)
+        except RpcFailure as exc:
+            log.warning(
+                "the saved pipeline is not the one this switchd accepts (%s); "
+                "starting without a pipeline",
+                exc.message,
+            )
+            self.state.clear()
+            return
+        pipeline = self._new_pipeline(config)
+        entities = await self._in_dataplane(self.dataplane.recover)
+        order = {"action_profile_member": 0, "action_profile_group": 1, "table_entry": 2}
+        rejected = 0
+        for entity in sorted(entities, key=lambda e: order.get(e.WhichOneof("entity") or "", 3)):
+            is_default = entity.WhichOneof("entity") == "table_entry" and (
+                entity.table_entry.is_default_action
+            )
+            update = p4r.Update(
+                type=p4r.Update.MODIFY if is_default else p4r.Update.INSERT, entity=entity
+            )
+            try:
+                result = pipeline.validator.update(update)
+            except P4RuntimeError as exc:
+                rejected += 1
+                log.warning("recovered entity not restored: %s: %s", exc, entity)
+                continue
+            if isinstance(result, Validated):
+                pipeline.store.commit(result.key, result.change)
+        self.pipeline = pipeline
+        log.info(
+            "restored the saved pipeline with %s from the data plane%s",
+            pipeline.store.counts(),
+            f" ({rejected} entities rejected)" if rejected else "",
+        )
+
+    async def close(self) -> None:
+        """Wait for writes in progress, then stop the data plane worker."""
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._executor.shutdown(wait=True)
+
+    # -- helpers --------------------------------------------------------------------------
+
+    async def _in_dataplane(self, fn: Callable[..., T], *args: Any) -> T:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, functools.partial(fn, *args))
+
+    async def _shielded(self, coro: Any) -> Any:
+        """Run ``coro`` to its end even if the RPC awaiting it is cancelled."""
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return await asyncio.shield(task)
+
+    def reference_p4info(self) -> p4i.P4Info:
+        if self._reference is None:
+            path = self._reference_path
+            try:
+                self._reference = load_p4info(path)
+            except FileNotFoundError as exc:
+                raise RpcFailure(
+                    FAILED_PRECONDITION,
+                    f"switchd cannot check a pipeline: srv6.p4's P4Info {path} does not exist "
+                    "(build it with `make p4`, or start switchd with --p4info)",
+                ) from exc
+            except Exception as exc:
+                raise RpcFailure(
+                    FAILED_PRECONDITION, f"switchd cannot read its P4Info {path}: {exc}"
+                ) from exc
+        return self._reference
+
+    def _check_device(self, device_id: int) -> None:
+        if device_id != self.device_id:
+            raise RpcFailure(
+                NOT_FOUND, f"unknown device id {device_id}: this switch is device {self.device_id}"
+            )
+
+    def _check_role(self, role: str, role_id: int = 0) -> None:
+        if role or role_id:
+            raise RpcFailure(
+                NOT_FOUND,
+                f"unknown role {role or role_id!r}: switchd serves only the default role",
+            )
+
+    def _check_primary(
+        self, request: p4r.WriteRequest | p4r.SetForwardingPipelineConfigRequest
+    ) -> None:
+        election_id = election_id_of(request)
+        if not self.arbitration.is_primary(election_id):
+            primary = self.arbitration.primary_election_id
+            raise RpcFailure(
+                PERMISSION_DENIED,
+                f"not the primary: the request's election id is "
+                f"{'unset' if election_id is None else election_id}, the primary's is "
+                f"{'none (no primary)' if primary is None else primary}",
+            )
+
+    def _require_pipeline(self) -> Pipeline:
+        if self.pipeline is None:
+            raise RpcFailure(
+                FAILED_PRECONDITION,
+                f"No forwarding pipeline config has been set for device {self.device_id}",
+            )
+        return self.pipeline
+
+    async def _unary(self, context: Any, name: str, handler: Callable[[], Any]) -> Any:
+        try:
+            return await handler()
+        except RpcFailure as exc:
+            failure = exc
+        except Exception as exc:
+            log.exception("%s failed", name)
+            failure = RpcFailure(INTERNAL, f"{name}: internal error: {exc!r}")
+        log.info("%s from %s: %s", name, _peer(context), failure.message)
+        await context.abort(
+            grpc_code(failure.code), failure.message, trailing_metadata=failure.trailing_metadata()
+        )
+        raise AssertionError("unreachable")
+
+    # -- Capabilities ---------------------------------------------------------------------
+
+    async def Capabilities(
+        self, request: p4r.CapabilitiesRequest, context: Any
+    ) -> p4r.CapabilitiesResponse:
+        async def handle() -> p4r.CapabilitiesResponse:
+            device_id = getattr(request, "device_id", 0)
+            if device_id:
+                self._check_device(device_id)
+            return p4r.CapabilitiesResponse(p4runtime_api_version=P4RUNTIME_API_VERSION)
+
+        result: p4r.CapabilitiesResponse = await self._unary(context, "Capabilities", handle)
+        return result
+
+    # -- pipeline -------------------------------------------------------------------------
+
+    async def GetForwardingPipelineConfig(
+        self, request: p4r.GetForwardingPipelineConfigRequest, context: Any
+    ) -> p4r.GetForwardingPipelineConfigResponse:
+        async def handle() -> p4r.GetForwardingPipelineConfigResponse:
+            self._check_device(request.device_id)
+            pipeline = self.pipeline
+            if pipeline is None:
+                return p4r.GetForwardingPipelineConfigResponse()
+            config = pipeline.config
+            rtype = request.response_type
+            out = p4r.ForwardingPipelineConfig()
+            if rtype == _GET_TYPES.ALL:
+                out.CopyFrom(config)
+            elif rtype == _GET_TYPES.COOKIE_ONLY:
+                pass
+            elif rtype == _GET_TYPES.P4INFO_AND_COOKIE:
+                out.p4info.CopyFrom(config.p4info)
+            elif rtype == _GET_TYPES.DEVICE_CONFIG_AND_COOKIE:
+                out.p4_device_config = config.p4_device_config
+            else:
+                raise RpcFailure(INVALID_ARGUMENT, f"unknown response_type {rtype}")
+            if config.HasField("cookie"):
+                out.cookie.CopyFrom(config.cookie)
+            return p4r.GetForwardingPipelineConfigResponse(config=out)
+
+        result: p4r.GetForwardingPipelineConfigResponse = await self._unary(
+            context, "GetForwardingPipelineConfig", handle
+        )
+        return result
+
+    async def SetForwardingPipelineConfig(
+        self, request: p4r.SetForwardingPipelineConfigRequest, context: Any
+    ) -> p4r.SetForwardingPipelineConfigResponse:
+        async def handle() -> p4r.SetForwardingPipelineConfigResponse:
+            self._check_device(request.device_id)
+            self._check_role(request.role, request.role_id)
+            self._check_primary(request)
+            action = request.action
+            if action == _SET_ACTIONS.VERIFY:
+                self._verify(self._config_of(request))
+            elif action in (_SET_ACTIONS.VERIFY_AND_COMMIT, _SET_ACTIONS.RECONCILE_AND_COMMIT):
+                config = self._config_of(request)
+                self._verify(config)
+                await self._shielded(self._commit(request, config))
+            elif action == _SET_ACTIONS.VERIFY_AND_SAVE:
+                raise RpcFailure(
+                    UNIMPLEMENTED,
+                    "VERIFY_AND_SAVE is not supported; use VERIFY_AND_COMMIT, or "
+                    "RECONCILE_AND_COMMIT to keep the entries",
+                )
+            elif action == _SET_ACTIONS.COMMIT:
+                if request.HasField("config"):
+                    raise RpcFailure(INVALID_ARGUMENT, "COMMIT takes no config")
+                raise RpcFailure(
+                    NOT_FOUND,
+                    "no saved config to commit (switchd does not support VERIFY_AND_SAVE)",
+                )
+            else:
+                raise RpcFailure(
+                    INVALID_ARGUMENT,
+                    f"action {action} is not VERIFY, VERIFY_AND_COMMIT or RECONCILE_AND_COMMIT",
+                )
+            return p4r.SetForwardingPipelineConfigResponse()
+
+        result: p4r.SetForwardingPipelineConfigResponse = await self._unary(
+            context, "SetForwardingPipelineConfig", handle
+        )
+        return result
+
+    @staticmethod
+    def _config_of(request: p4r.SetForwardingPipelineConfigRequest) -> p4r.ForwardingPipelineConfig:
+        if not request.HasField("config") or not request.config.HasField("p4info"):
+            raise RpcFailure(INVALID_ARGUMENT, "the request carries no config with a P4Info")
+        return request.config
+
+    def _verify(self, config: p4r.ForwardingPipelineConfig) -> None:
+        reference = self.reference_p4info()
+        diffs = p4info_differences(reference, config.p4info)
+        if diffs:
+            shown = "; ".join(diffs[:12])
+            more = f"; and {len(diffs) - 12} more" if len(diffs) > 12 else ""
+            raise RpcFailure(
+                INVALID_ARGUMENT,
+                "switchd implements srv6.p4 only, and this P4Info is not its P4Info: "
+                f"{shown}{more}",
+            )
+
+    def _new_pipeline(self, config: p4r.ForwardingPipelineConfig) -> Pipeline:
+        saved = p4r.ForwardingPipelineConfig()
+        saved.CopyFrom(config)
+        index = P4InfoIndex(saved.p4info)
+        store = EntityStore(index)
+        ports = None if self.ports is None else set(self.ports)
+        return Pipeline(saved, index, store, Validator(index, store, ports))
+
+    async def _commit(
+        self, request: p4r.SetForwardingPipelineConfigRequest, config: p4r.ForwardingPipelineConfig
+    ) -> None:
+        async with self._lock:
+            self._check_primary(request)
+            current = self.pipeline
+            reconcile = request.action == _SET_ACTIONS.RECONCILE_AND_COMMIT
+            if reconcile and current is not None:
+                if p4info_differences(current.config.p4info, config.p4info):
+                    raise RpcFailure(
+                        INVALID_ARGUMENT,
+                        "RECONCILE_AND_COMMIT cannot keep the entries across a different P4Info; "
+                        "use VERIFY_AND_COMMIT",
+                    )
+                saved = p4r.ForwardingPipelineConfig()
+                saved.CopyFrom(config)
+                self.pipeline = Pipeline(saved, current.index, current.store, current.validator)
+                self.state.save(saved)
+                log.info("pipeline reconciled: cookie and device config updated, entries kept")
+                return
+            pipeline = self._new_pipeline(config)
+            try:
+                await self._in_dataplane(self.dataplane.set_pipeline, pipeline.config.p4info)
+            except Exception as exc:
+                # The data plane may be half flushed: nothing it holds can be trusted now.
+                log.exception("the data plane failed to take the pipeline")
+                self.pipeline = None
+                self.state.clear()
+                raise RpcFailure(
+                    INTERNAL, f"the data plane failed to take the pipeline: {exc}"
+                ) from exc
+            self.pipeline = pipeline
+            self.state.save(pipeline.config)
+            log.info(
+                "pipeline committed (%d tables, %d actions); forwarding state cleared",
+                len(pipeline.index.tables),
+                len(pipeline.index.actions),
+            )
+
+    # -- Write ----------------------------------------------------------------------------
+
+    async def Write(self, request: p4r.WriteRequest, context: Any) -> p4r.WriteResponse:
+        async def handle() -> p4r.WriteResponse:
+            self._check_device(request.device_id)
+            self._check_role(request.role, request.role_id)
+            self._check_primary(request)
+            self._require_pipeline()
+            if request.atomicity != p4r.WriteRequest.CONTINUE_ON_ERROR:
+                raise RpcFailure(
+                    UNIMPLEMENTED,
+                    f"atomicity {p4r.WriteRequest.Atomicity.Name(request.atomicity)} is not "
+                    "supported; switchd applies each update on its own (CONTINUE_ON_ERROR)",
+                )
+            if not request.updates:
+                return p4r.WriteResponse()
+            results: list[P4RuntimeError | None] = await self._shielded(self._write(request))
+            if any(r is not None for r in results):
+                raise batch_failure("Write", results)
+            return p4r.WriteResponse()
+
+        result: p4r.WriteResponse = await self._unary(context, "Write", handle)
+        return result
+
+    async def _write(self, request: p4r.WriteRequest) -> list[P4RuntimeError | None]:
+        async with self._lock:
+            # The primary or the pipeline may have changed while this write waited.
+            self._check_primary(request)
+            pipeline = self._require_pipeline()
+            return await _Batch(self, pipeline).run(request.updates)
+
+    # -- Read -----------------------------------------------------------------------------
+
+    async def Read(self, request: p4r.ReadRequest, context: Any) -> AsyncIterator[p4r.ReadResponse]:
+        try:
+            self._check_device(request.device_id)
+            pipeline = self._require_pipeline()
+            entities, errors = await self._read(pipeline, request)
+        except RpcFailure as exc:
+            failure = exc
+        except Exception as exc:
+            log.exception("Read failed")
+            failure = RpcFailure(INTERNAL, f"Read: internal error: {exc!r}")
+        else:
+            chunk: list[p4r.Entity] = []
+            size = 0
+            for entity in entities:
+                chunk.append(entity)
+                size += entity.ByteSize()
+                if size >= READ_CHUNK_BYTES or len(chunk) >= READ_CHUNK_ENTITIES:
+                    yield p4r.ReadResponse(entities=chunk)
+                    chunk, size = [], 0
+            if chunk:
+                yield p4r.ReadResponse(entities=chunk)
+            if all(e is None for e in errors):
+                return
+            failure = batch_failure("Read", errors)
+        log.info("Read from %s: %s", _peer(context), failure.message)
+        await context.abort(
+            grpc_code(failure.code), failure.message, trailing_metadata=failure.trailing_metadata()
+        )
+
+    async def _read(
+        self, pipeline: Pipeline, request: p4r.ReadRequest
+    ) -> tuple[list[p4r.Entity], list[P4RuntimeError | None]]:
+        reader = _Reader(pipeline)
+        errors: list[P4RuntimeError | None] = []
+        for entity in request.entities:
+            try:
+                reader.read(entity)
+            except P4RuntimeError as exc:
+                errors.append(exc)
+            else:
+                errors.append(None)
+        if reader.counters:
+            values = await self._in_dataplane(_read_counters, self.dataplane, reader.counters)
+            reader.fill_counters(values)
+        return reader.out, errors
+
+    # -- StreamChannel ----------------------------------------------------------------------
+
+    async def StreamChannel(
+        self, request_iterator: AsyncIterator[p4r.StreamMessageRequest], context: Any
+    ) -> AsyncIterator[p4r.StreamMessageResponse]:
+        outbox: asyncio.Queue[p4r.StreamMessageResponse | _StreamEnd] = asyncio.Queue()
+        ctrl = Controller(send=outbox.put_nowait, peer=_peer(context))
+        reader = asyncio.create_task(self._stream_reader(request_iterator, ctrl, outbox))
+        try:
+            while True:
+                item = await outbox.get()
+                if isinstance(item, _StreamEnd):
+                    if item.code != OK:
+                        log.info("StreamChannel %s ends: %s", ctrl.describe(), item.message)
+                        await context.abort(grpc_code(item.code), item.message)
+                    return
+                yield item
+        finally:
+            reader.cancel()
+            was_primary = self.arbitration.primary is ctrl
+            self.arbitration.remove(ctrl)
+            if ctrl.arbitrated:
+                log.info(
+                    "StreamChannel %s closed%s; primary now: %s",
+                    ctrl.describe(),
+                    " (was the primary)" if was_primary else "",
+                    self.arbitration.primary.describe() if self.arbitration.primary else "none",
+                )
+
+    async def _stream_reader(
+        self,
+        request_iterator: AsyncIterator[p4r.StreamMessageRequest],
+        ctrl: Controller,
+        outbox: asyncio.Queue[p4r.StreamMessageResponse | _StreamEnd],
+    ) -> None:
+        try:
+            async for msg in request_iterator:
+                which = msg.WhichOneof("update")
+                if which == "arbitration":
+                    before = self.arbitration.primary
+                    try:
+                        self.arbitration.update(ctrl, msg.arbitration)
+                    except P4RuntimeError as exc:
+                        outbox.put_nowait(_StreamEnd(exc.code, exc.message))
+                        return
+                    if self.arbitration.primary is not before:
+                        log.info(
+                            "primary for device %d: %s",
+                            self.device_id,
+                            self.arbitration.primary.describe()
+                            if self.arbitration.primary
+                            else "none",
+                        )
+                elif which == "packet":
+                    outbox.put_nowait(
+                        _stream_error(
+                            UNIMPLEMENTED,
+                            "switchd has no packet I/O (srv6.p4 declares no controller port)",
+                            packet_out=p4r.PacketOutError(packet_out=msg.packet),
+                        )
+                    )
+                elif which == "digest_ack":
+                    outbox.put_nowait(
+                        _stream_error(
+                            UNIMPLEMENTED,
+                            "switchd sends no digests",
+                            digest_list_ack=p4r.DigestListAckError(digest_list_ack=msg.digest_ack),
+                        )
+                    )
+                else:
+                    outbox.put_nowait(
+                        _stream_error(UNIMPLEMENTED, f"stream message {which} is not supported")
+                    )
+            outbox.put_nowait(_StreamEnd())
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            if not isinstance(exc, grpc.RpcError):
+                log.exception("StreamChannel reader failed")
+            outbox.put_nowait(_StreamEnd(INTERNAL, f"stream failed: {exc!r}"))
+
+
+# -- Write batches ---------------------------------------------------------------------------
+
+
+class _Batch:
+    """The updates of one WriteRequest, applied in order with CONTINUE_ON_ERROR semantics.
+
+    Updates are validated against the store and passed to the data plane together, in runs:
+    an update that touches an entity an earlier update of the run touches (the same key, a
+    member or group it refers to, or a reference count it depends on) first sends the run to
+    the data plane and commits it, so that every update is validated against the state the
+    earlier ones left, exactly as if they had been applied one by one.
+    """
+
+    def __init__(self, server: P4RuntimeServer, pipeline: Pipeline) -> None:
+        self.server = server
+        self.pipeline = pipeline
+        self.results: list[P4RuntimeError | None] = []
+        self.run_items: list[tuple[int, Validated]] = []
+        self.touched: set[EntityKey] = set()
+        self.ref_profiles: set[int] = set()
+
+    async def run(self, updates: Any) -> list[P4RuntimeError | None]:
+        self.results = [None] * len(updates)
+        for i, update in enumerate(updates):
+            await self._one(i, update)
+        await self._flush()
+        return self.results
+
+    async def _one(self, i: int, update: p4r.Update) -> None:
+        validator = self.pipeline.validator
+        for attempt in range(2):
+            try:
+                result = validator.update(update)
+            except P4RuntimeError as exc:
+                if self.run_items and attempt == 0 and exc.code in _STORE_DEPENDENT:
+                    await self._flush()
+                    continue
+                self.results[i] = exc
+                return
+            except Exception as exc:
+                log.exception("validating update %d failed", i)
+                self.results[i] = P4RuntimeError(INTERNAL, f"update {i}: internal error: {exc!r}")
+                return
+            if isinstance(result, CounterWrite):
+                if self.run_items and attempt == 0:
+                    await self._flush()
+                    continue
+                self.results[i] = await self._counter_write(result)
+                return
+            if self.run_items and attempt == 0 and self._conflicts(result):
+                await self._flush()
+                continue
+            self.run_items.append((i, result))
+            self.touched.add(result.key)
+            profile = self._ref_profile(result)
+            if profile:
+                self.ref_profiles.add(profile)
+            return
+
+    def _ref_profile(self, v: Validated) -> int:
+        """The action profile whose reference counts a change moves (0: none)."""
+        kind, owner, _ = v.key
+        if kind == "group":
+            return owner
+        if kind == "table":
+            table = self.pipeline.index.tables.get(owner)
+            return table.implementation_id if table is not None else 0
+        return 0
+
+    def _conflicts(self, v: Validated) -> bool:
+        if v.key in self.touched or any(r in self.touched for r in v.refs):
+            return True
+        kind, owner, _ = v.key
+        deleting = v.change.after is None
+        return deleting and kind in ("member", "group") and owner in self.ref_profiles
+
+    async def _flush(self) -> None:
+        if not self.run_items:
+            return
+        items, self.run_items = self.run_items, []
+        self.touched.clear()
+        self.ref_profiles.clear()
+        changes: list[Change] = [v.change for _, v in items]
+        try:
+            outcome = await self.server._in_dataplane(self.server.dataplane.apply, changes)
+        except Exception as exc:
+            log.exception("the data plane failed on a batch of %d changes", len(changes))
+            for i, _ in items:
+                self.results[i] = P4RuntimeError(INTERNAL, f"the data plane failed: {exc!r}")
+            return
+        if not isinstance(outcome, list) or len(outcome) != len(changes):
+            log.error("the data plane answered %r for %d changes", outcome, len(changes))
+            for i, _ in items:
+                self.results[i] = P4RuntimeError(
+                    INTERNAL, "the data plane returned the wrong number of results"
+                )
+            return
+        store = self.pipeline.store
+        counters: list[tuple[Validated, p4r.CounterData]] = []
+        for (i, v), err in zip(items, outcome, strict=True):
+            if err is None:
+                store.commit(v.key, v.change)
+                if v.counter is not None:
+                    counters.append((v, v.counter))
+            elif isinstance(err, DataplaneError):
+                self.results[i] = P4RuntimeError(code_from_name(err.code), err.message)
+            else:
+                self.results[i] = P4RuntimeError(INTERNAL, f"the data plane answered {err!r}")
+        for v, data in counters:
+            assert v.change.after is not None
+            await self._set_counter(v.key, v.change.after, data)
+
+    async def _counter_write(self, w: CounterWrite) -> P4RuntimeError | None:
+        try:
+            await self._set_counter(w.key, w.entry, w.data)
+        except Exception as exc:
+            log.exception("writing a direct counter failed")
+            return P4RuntimeError(INTERNAL, f"reading the data plane's counter failed: {exc!r}")
+        return None
+
+    async def _set_counter(self, key: EntityKey, entry: p4r.Entity, data: p4r.CounterData) -> None:
+        """Make the entry's counter read ``data`` from now on: the data plane cannot set
+        its counters, so the store keeps what to subtract from them."""
+        _, table_id, ident = key
+        assert isinstance(ident, bytes)
+        raw = await self.server._in_dataplane(
+            self.server.dataplane.direct_counter, entry.table_entry
+        )
+        raw = raw if raw is not None else CounterValue(0, 0)
+        self.pipeline.store.set_counter_base(
+            table_id,
+            ident,
+            CounterValue(raw.packets - data.packet_count, raw.bytes - data.byte_count),
+        )
+
+
+# -- Read -------------------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class _CounterJob:
+    position: int
+    """where in the output; the entity there is replaced by one with the counter filled"""
+    table_id: int
+    key: bytes
+    entry: p4r.Entity
+    as_direct_counter_entry: bool
+
+
+class _Reader:
+    """The entities one ReadRequest selects, taken from the store in one go (a consistent
+    snapshot); direct counters are read from the data plane afterwards, in one call."""
+
+    def __init__(self, pipeline: Pipeline) -> None:
+        self.index = pipeline.index
+        self.store = pipeline.store
+        self.validator = pipeline.validator
+        self.out: list[p4r.Entity] = []
+        self.counters: list[_CounterJob] = []
+
+    def read(self, entity: p4r.Entity) -> None:
+        which = entity.WhichOneof("entity")
+        if which == "table_entry":
+            self._table_entries(entity.table_entry)
+        elif which == "action_profile_member":
+            self._members(entity.action_profile_member)
+        elif which == "action_profile_group":
+            self._groups(entity.action_profile_group)
+        elif which == "direct_counter_entry":
+            self._direct_counters(entity.direct_counter_entry)
+        elif which == "counter_entry":
+            self._counters(entity.counter_entry)
+        elif which is None:
+            raise invalid("a read request's entity must be set (no wildcard over all kinds)")
+        else:
+            raise P4RuntimeError(UNIMPLEMENTED, f"reading {which} is not supported by switchd")
+
+    def _select(self, te: p4r.TableEntry) -> list[tuple[int, bytes, p4r.Entity]]:
+        """(table id, key, entity) of the entries a TableEntry filter selects."""
+        if te.table_id == 0:
+            if te.match:
+                raise invalid("a read of all tables (table_id 0) cannot filter by match")
+            if te.is_default_action:
+                return [(e.table_entry.table_id, b"", e) for e in self.store.default_entries()]
+            pairs = [(e.table_entry.table_id, k, e) for k, e in self.store.table_entries()]
+        else:
+            table = self.index.table(te.table_id)
+            if te.is_default_action:
+                if te.match or te.priority:
+                    raise invalid(f"table {table.name}: a default entry has no match or priority")
+                return [(table.id, b"", self.store.default_entry(table.id))]
+            if te.match:
+                key = self.validator.match(table, te).key
+                found = self.store.table_entry(table.id, key)
+                pairs = [] if found is None else [(table.id, key, found)]
+            else:
+                pairs = [(table.id, k, e) for k, e in self.store.table_entries(table.id)]
+        if te.priority and not te.match:
+            pairs = [p for p in pairs if p[2].table_entry.priority == te.priority]
+        if te.controller_metadata:
+            pairs = [
+                p for p in pairs if p[2].table_entry.controller_metadata == te.controller_metadata
+            ]
+        if te.metadata:
+            pairs = [p for p in pairs if p[2].table_entry.metadata == te.metadata]
+        if te.HasField("action") and te.action.WhichOneof("type") == "action":
+            action_id = te.action.action.action_id
+            pairs = [p for p in pairs if p[2].table_entry.action.action.action_id == action_id]
+        return pairs
+
+    def _table_entries(self, te: p4r.TableEntry) -> None:
+        selected = self._select(te)
+        want_counters = te.HasField("counter_data")
+        for table_id, key, entity in selected:
+            if want_counters and key and self.index.tables[table_id].direct_counter_id:
+                self.counters.append(_CounterJob(len(self.out), table_id, key, entity, False))
+            self.out.append(entity)
+
+    def _direct_counters(self, dce: p4r.DirectCounterEntry) -> None:
+        te = dce.table_entry
+        if te.table_id:
+            table = self.index.table(te.table_id)
+            if not table.direct_counter_id:
+                raise invalid(f"table {table.name} has no direct counter")
+            if te.is_default_action:
+                raise P4RuntimeError(
+                    UNIMPLEMENTED, f"table {table.name}: the default entry has no direct counter"
+                )
+        selected = self._select(te)
+        if te.table_id and te.match and not selected:
+            raise P4RuntimeError(NOT_FOUND, "no table entry matches the DirectCounterEntry")
+        for table_id, key, entity in selected:
+            if not key or not self.index.tables[table_id].direct_counter_id:
+                continue
+            self.counters.append(_CounterJob(len(self.out), table_id, key, entity, True))
+            self.out.append(entity)
+
+    def _members(self, m: p4r.ActionProfileMember) -> None:
+        if not m.action_profile_id:
+            if m.member_id:
+                raise invalid("a member id needs its action_profile_id")
+            self.out.extend(self.store.members())
+            return
+        profile = self.index.action_profile(m.action_profile_id)
+        if m.member_id:
+            found = self.store.member(profile.id, m.member_id)
+            if found is not None:
+                self.out.append(found)
+        else:
+            self.out.extend(self.store.members(profile.id))
+
+    def _groups(self, g: p4r.ActionProfileGroup) -> None:
+        if not g.action_profile_id:
+            if g.group_id:
+                raise invalid("a group id needs its action_profile_id")
+            self.out.extend(self.store.groups())
+            return
+        profile = self.index.action_profile(g.action_profile_id)
+        if not profile.with_selector:
+            raise invalid(f"{profile.name} is an action profile without selector: no groups")
+        if g.group_id:
+            found = self.store.group(profile.id, g.group_id)
+            if found is not None:
+                self.out.append(found)
+        else:
+            self.out.extend(self.store.groups(profile.id))
+
+    def _counters(self, c: p4r.CounterEntry) -> None:
+        if c.counter_id:
+            counter = self.index.counter(c.counter_id)
+            raise P4RuntimeError(
+                UNIMPLEMENTED, f"counter {counter.name}: indirect counters are not supported"
+            )
+        if self.index.counters:
+            raise P4RuntimeError(UNIMPLEMENTED, "indirect counters are not supported")
+
+    def fill_counters(self, values: list[CounterValue | None]) -> None:
+        for job, raw in zip(self.counters, values, strict=True):
+            value = raw if raw is not None else CounterValue(0, 0)
+            base = self.store.counter_base(job.table_id, job.key)
+            if base is not None:
+                value = CounterValue(value.packets - base.packets, value.bytes - base.bytes)
+            data = p4r.CounterData(packet_count=value.packets, byte_count=value.bytes)
+            src = job.entry.table_entry
+            if job.as_direct_counter_entry:
+                key_only = p4r.TableEntry(
+                    table_id=src.table_id, match=src.match, priority=src.priority
+                )
+                self.out[job.position] = p4r.Entity(
+                    direct_counter_entry=p4r.DirectCounterEntry(table_entry=key_only, data=data)
+                )
+            else:
+                te = p4r.TableEntry()
+                te.CopyFrom(src)
+                te.counter_data.CopyFrom(data)
+                self.out[job.position] = p4r.Entity(table_entry=te)
+
+
+def _read_counters(dataplane: Dataplane, jobs: list[_CounterJob]) -> list[CounterValue | None]:
+    return [dataplane.direct_counter(job.entry.table_entry) for job in jobs]
+
+
+def _stream_error(code: int, message: str, **details: Any) -> p4r.StreamMessageResponse:
+    return p4r.StreamMessageResponse(
+        error=p4r.StreamError(canonical_code=code, message=message, **details)
+    )
+
+
+def _peer(context: Any) -> str:
+    try:
+        return str(context.peer())
+    except Exception:
+        return "?"
+
+
+# -- the gRPC server ---------------------------------------------------------------------------
+
+
+class Switchd:
+    """A switchd: the P4Runtime service, and the gNMI service if given, on a grpc.aio server.
+
+    ``listen`` is ``host:port`` (port 0: any free port) or ``unix:/path``; ``gnmi_listen``
+    puts gNMI on its own address (default: the same server as P4Runtime, as Stratum does).
+    """
+
+    def __init__(self, p4runtime: P4RuntimeServer, gnmi: GnmiServer | None = None) -> None:
+        self.p4runtime = p4runtime
+        self.gnmi = gnmi
+        self._servers: list[Any] = []
+        self.address: str | None = None
+        self.gnmi_address: str | None = None
+
+    async def start(self, listen: str, gnmi_listen: str | None = None) -> None:
+        await self.p4runtime.restore()
+        if self.gnmi is not None:
+            await self.gnmi.monitor.start()
+        server = grpc.aio.server(options=_SERVER_OPTIONS)
+        p4r_grpc.add_P4RuntimeServicer_to_server(self.p4runtime, server)
+        gnmi_server = server
+        if self.gnmi is not None and gnmi_listen is not None and gnmi_listen != listen:
+            gnmi_server = grpc.aio.server(options=_SERVER_OPTIONS)
+            self._servers.append(gnmi_server)
+        if self.gnmi is not None:
+            self.gnmi.add_to_server(gnmi_server)
+        self._servers.insert(0, server)
+        self.address = _bind(server, listen)
+        if gnmi_server is not server:
+            assert gnmi_listen is not None
+            self.gnmi_address = _bind(gnmi_server, gnmi_listen)
+        elif self.gnmi is not None:
+            self.gnmi_address = self.address
+        for s in self._servers:
+            await s.start()
+        log.info(
+            "switchd device %d: P4Runtime on %s%s",
+            self.p4runtime.device_id,
+            self.address,
+            f", gNMI on {self.gnmi_address}" if self.gnmi_address else "",
+        )
+
+    async def stop(self, grace: float | None = 1.0) -> None:
+        for s in self._servers:
+            await s.stop(grace)
+        self._servers.clear()
+        if self.gnmi is not None:
+            await self.gnmi.monitor.stop()
+        await self.p4runtime.close()
+
+    async def __aenter__(self) -> Switchd:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+
+_SERVER_OPTIONS = [
+    ("grpc.max_receive_message_length", 64 * 1024 * 1024),
+    ("grpc.max_send_message_length", 64 * 1024 * 1024),
+]
+
+
+def _bind(server: Any, address: str) -> str:
+    if address.startswith("unix:"):
+        path = Path(address[len("unix:") :].removeprefix("//"))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if path.is_socket():
+            path.unlink()
+    try:
+        port = server.add_insecure_port(address)
+    except RuntimeError as exc:
+        raise OSError(f"cannot listen on {address}: {exc}") from exc
+    if address.startswith("unix:"):
+        return address
+    host = address.rsplit(":", 1)[0]
+    return f"{host}:{port}"

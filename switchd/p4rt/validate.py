@@ -1,0 +1,756 @@
+"""Decode and validate P4Runtime entities against a P4Info (P4Runtime specification 1.4,
+"P4 Entity Messages" and "Bytestrings").
+
+Everything is generic over the P4Info: tables, fields, actions, parameters and action profiles
+are looked up by the ids the P4Info gives. A validated entity comes out *canonical*: every
+bytestring in its shortest form (the specification's read-write symmetry), match fields and
+action parameters sorted by id. The store keeps and serves canonical entities, and the data
+plane only ever sees canonical ones.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from finsy.proto import p4i, p4r
+
+from switchd.dataplane import Change, ChangeKind
+from switchd.p4rt.errors import (
+    ALREADY_EXISTS,
+    FAILED_PRECONDITION,
+    INVALID_ARGUMENT,
+    NOT_FOUND,
+    PERMISSION_DENIED,
+    RESOURCE_EXHAUSTED,
+    UNIMPLEMENTED,
+    P4RuntimeError,
+)
+
+if TYPE_CHECKING:
+    from switchd.p4rt.store import EntityStore
+
+EntityKey = tuple[str, int, int | bytes]
+"""The identity of a stored entity: ("table", table_id, match key), ("default", table_id, b""),
+("member", profile_id, member_id) or ("group", profile_id, group_id)."""
+
+EXACT: int = p4i.MatchField.EXACT
+LPM: int = p4i.MatchField.LPM
+TERNARY: int = p4i.MatchField.TERNARY
+RANGE: int = p4i.MatchField.RANGE
+OPTIONAL: int = p4i.MatchField.OPTIONAL
+
+_KIND_OF_TYPE: dict[int, str] = {
+    EXACT: "exact",
+    LPM: "lpm",
+    TERNARY: "ternary",
+    RANGE: "range",
+    OPTIONAL: "optional",
+}
+
+TABLE_AND_DEFAULT: int = p4i.ActionRef.TABLE_AND_DEFAULT
+TABLE_ONLY: int = p4i.ActionRef.TABLE_ONLY
+DEFAULT_ONLY: int = p4i.ActionRef.DEFAULT_ONLY
+
+INSERT: int = p4r.Update.INSERT
+MODIFY: int = p4r.Update.MODIFY
+DELETE: int = p4r.Update.DELETE
+
+_CHANGE_KIND: dict[int, ChangeKind] = {
+    INSERT: ChangeKind.INSERT,
+    MODIFY: ChangeKind.MODIFY,
+    DELETE: ChangeKind.DELETE,
+}
+
+
+def invalid(message: str) -> P4RuntimeError:
+    return P4RuntimeError(INVALID_ARGUMENT, message)
+
+
+def canonical(value: bytes, bitwidth: int, what: str) -> bytes:
+    """``value`` in its shortest form, if it fits ``bitwidth`` bits (leading zero bytes are
+    accepted, as the specification requires); INVALID_ARGUMENT otherwise."""
+    if not value:
+        raise invalid(f"{what}: empty bytestring")
+    short = value.lstrip(b"\x00") or b"\x00"
+    bits = (len(short) - 1) * 8 + short[0].bit_length()
+    if bits > bitwidth:
+        raise invalid(f"{what}: value 0x{value.hex()} does not fit in {bitwidth} bits")
+    return short
+
+
+def encode_int(value: int) -> bytes:
+    """The canonical bytestring of a non-negative integer."""
+    return value.to_bytes(max(1, (value.bit_length() + 7) // 8), "big")
+
+
+# -- the P4Info, indexed by id --------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class MatchFieldInfo:
+    id: int
+    name: str
+    bitwidth: int
+    match_type: int
+    """a p4i.MatchField.MatchType; UNSPECIFIED for an architecture-specific match kind"""
+    other_match_type: str
+
+    @property
+    def kind(self) -> str:
+        return _KIND_OF_TYPE.get(self.match_type, self.other_match_type or "unspecified")
+
+
+@dataclass(frozen=True, slots=True)
+class ParamInfo:
+    id: int
+    name: str
+    bitwidth: int
+
+
+@dataclass(frozen=True, slots=True)
+class ActionInfo:
+    id: int
+    name: str
+    params: dict[int, ParamInfo]
+
+
+@dataclass(frozen=True, slots=True)
+class TableInfo:
+    id: int
+    name: str
+    fields: dict[int, MatchFieldInfo]
+    exact_fields: tuple[int, ...]
+    needs_priority: bool
+    actions: dict[int, int]
+    """action id -> p4i.ActionRef scope"""
+    implementation_id: int
+    direct_counter_id: int
+    direct_meter_id: int
+    const_default_action_id: int
+    is_const: bool
+    idle_timeout: bool
+    initial_default_action: p4r.Action | None
+    """the default action the program starts with, when the P4Info says"""
+
+
+@dataclass(frozen=True, slots=True)
+class ActionProfileInfo:
+    id: int
+    name: str
+    table_ids: tuple[int, ...]
+    with_selector: bool
+    size: int
+    max_group_size: int
+    weights_disallowed: bool
+    actions: dict[int, int]
+    """the actions a member may bind: those of the tables it implements (id -> scope)"""
+
+
+@dataclass(frozen=True, slots=True)
+class CounterInfo:
+    id: int
+    name: str
+    size: int
+
+
+class P4InfoIndex:
+    """A P4Info indexed by id, with what validation needs precomputed."""
+
+    def __init__(self, p4info: p4i.P4Info) -> None:
+        self.p4info = p4info
+        self.actions: dict[int, ActionInfo] = {}
+        for action in p4info.actions:
+            params = {p.id: ParamInfo(p.id, p.name, p.bitwidth) for p in action.params}
+            self.actions[action.preamble.id] = ActionInfo(
+                action.preamble.id, action.preamble.name, params
+            )
+        direct_counters = {c.preamble.id for c in p4info.direct_counters}
+        direct_meters = {m.preamble.id for m in p4info.direct_meters}
+        self.tables: dict[int, TableInfo] = {}
+        for table in p4info.tables:
+            fields = {
+                f.id: MatchFieldInfo(
+                    f.id,
+                    f.name,
+                    f.bitwidth,
+                    f.match_type if f.WhichOneof("match") == "match_type" else 0,
+                    f.other_match_type,
+                )
+                for f in table.match_fields
+            }
+            initial: p4r.Action | None = None
+            if table.HasField("initial_default_action"):
+                call = table.initial_default_action
+                initial = p4r.Action(
+                    action_id=call.action_id,
+                    params=[
+                        p4r.Action.Param(param_id=a.param_id, value=a.value) for a in call.arguments
+                    ],
+                )
+            elif table.const_default_action_id:
+                initial = p4r.Action(action_id=table.const_default_action_id)
+            self.tables[table.preamble.id] = TableInfo(
+                id=table.preamble.id,
+                name=table.preamble.name,
+                fields=fields,
+                exact_fields=tuple(f.id for f in fields.values() if f.match_type == EXACT),
+                needs_priority=any(
+                    f.match_type in (TERNARY, RANGE, OPTIONAL) or f.other_match_type
+                    for f in fields.values()
+                ),
+                actions={ref.id: ref.scope for ref in table.action_refs},
+                implementation_id=table.implementation_id,
+                direct_counter_id=next(
+                    (r for r in table.direct_resource_ids if r in direct_counters), 0
+                ),
+                direct_meter_id=next(
+                    (r for r in table.direct_resource_ids if r in direct_meters), 0
+                ),
+                const_default_action_id=table.const_default_action_id,
+                is_const=table.is_const_table,
+                idle_timeout=table.idle_timeout_behavior == p4i.Table.NOTIFY_CONTROL,
+                initial_default_action=initial,
+            )
+        self.action_profiles: dict[int, ActionProfileInfo] = {}
+        for profile in p4info.action_profiles:
+            actions: dict[int, int] = {}
+            for table_id in profile.table_ids:
+                info = self.tables.get(table_id)
+                if info is not None:
+                    actions.update({a: s for a, s in info.actions.items() if s != DEFAULT_ONLY})
+            self.action_profiles[profile.preamble.id] = ActionProfileInfo(
+                id=profile.preamble.id,
+                name=profile.preamble.name,
+                table_ids=tuple(profile.table_ids),
+                with_selector=profile.with_selector,
+                size=profile.size,
+                max_group_size=profile.max_group_size,
+                weights_disallowed=profile.weights_disallowed,
+                actions=actions,
+            )
+        self.counters: dict[int, CounterInfo] = {
+            c.preamble.id: CounterInfo(c.preamble.id, c.preamble.name, c.size)
+            for c in p4info.counters
+        }
+        self.direct_counter_ids = frozenset(direct_counters)
+
+    def table(self, table_id: int) -> TableInfo:
+        info = self.tables.get(table_id)
+        if info is None:
+            raise invalid(f"unknown table id {table_id}")
+        return info
+
+    def action_profile(self, profile_id: int) -> ActionProfileInfo:
+        info = self.action_profiles.get(profile_id)
+        if info is None:
+            raise invalid(f"unknown action profile id {profile_id}")
+        return info
+
+    def counter(self, counter_id: int) -> CounterInfo:
+        info = self.counters.get(counter_id)
+        if info is None:
+            raise invalid(f"unknown counter id {counter_id}")
+        return info
+
+
+# -- validation results ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Validated:
+    """An update that passed validation: the change for the data plane, the key it has in
+    the store, and the keys of the stored entities it refers to (members, groups)."""
+
+    change: Change
+    key: EntityKey
+    refs: tuple[EntityKey, ...]
+    counter: p4r.CounterData | None = None
+    """a direct counter value written together with a table entry (INSERT or MODIFY)"""
+
+
+@dataclass(frozen=True, slots=True)
+class CounterWrite:
+    """A DirectCounterEntry MODIFY: it sets the counter of a stored table entry."""
+
+    key: EntityKey
+    entry: p4r.Entity
+    data: p4r.CounterData
+
+
+@dataclass(frozen=True, slots=True)
+class TableMatch:
+    """A canonical match: the fields sorted by id, and the key they make with the priority."""
+
+    fields: list[p4r.FieldMatch]
+    key: bytes
+
+
+class Validator:
+    """Validates updates against the P4Info and the store's current content.
+
+    ``ports`` are the SDN port numbers that a group member may watch (None: any).
+    """
+
+    def __init__(
+        self, index: P4InfoIndex, store: EntityStore, ports: Collection[int] | None = None
+    ) -> None:
+        self.index = index
+        self.store = store
+        self.ports = frozenset(ports) if ports is not None else None
+
+    # -- updates ----------------------------------------------------------------------------
+
+    def update(self, update: p4r.Update) -> Validated | CounterWrite:
+        """Validate one update; raise P4RuntimeError with the code the specification gives."""
+        utype = update.type
+        if utype not in _CHANGE_KIND:
+            raise invalid(f"update type {utype} is not INSERT, MODIFY or DELETE")
+        entity = update.entity
+        which = entity.WhichOneof("entity")
+        if which == "table_entry":
+            return self.table_entry(utype, entity.table_entry)
+        if which == "action_profile_member":
+            return self.member(utype, entity.action_profile_member)
+        if which == "action_profile_group":
+            return self.group(utype, entity.action_profile_group)
+        if which == "direct_counter_entry":
+            return self.direct_counter_write(utype, entity.direct_counter_entry)
+        if which == "counter_entry":
+            counter = self.index.counter(entity.counter_entry.counter_id)
+            raise P4RuntimeError(
+                UNIMPLEMENTED, f"counter {counter.name}: writing indirect counters is not supported"
+            )
+        if which is None:
+            raise invalid("the update's entity is not set")
+        raise P4RuntimeError(UNIMPLEMENTED, f"{which} is not supported by switchd")
+
+    def table_entry(self, utype: int, te: p4r.TableEntry) -> Validated:
+        table = self.index.table(te.table_id)
+        if te.is_const:
+            raise invalid(f"table {table.name}: is_const must be false in a write")
+        if te.is_default_action:
+            return self._default_entry(utype, table, te)
+        if table.is_const:
+            raise P4RuntimeError(
+                PERMISSION_DENIED, f"table {table.name} is const: its entries cannot be written"
+            )
+        if not table.fields and utype == INSERT:
+            raise invalid(f"table {table.name} has no match key: only its default entry exists")
+        match = self.match(table, te)
+        key: EntityKey = ("table", table.id, match.key)
+        before = self.store.table_entry(table.id, match.key)
+        if utype == DELETE:
+            if before is None:
+                raise P4RuntimeError(NOT_FOUND, f"table {table.name}: no such entry")
+            return Validated(Change(ChangeKind.DELETE, before, None), key, ())
+        if utype == INSERT and before is not None:
+            raise P4RuntimeError(ALREADY_EXISTS, f"table {table.name}: the entry already exists")
+        if utype == MODIFY and before is None:
+            raise P4RuntimeError(NOT_FOUND, f"table {table.name}: no such entry")
+        self._check_entry_extras(table, te)
+        counter = self._counter_data(table, te)
+        refs: tuple[EntityKey, ...] = ()
+        if te.HasField("action"):
+            action, refs = self._table_action(table, te.action)
+        elif utype == INSERT:
+            raise invalid(f"table {table.name}: an INSERT needs an action")
+        else:
+            assert before is not None
+            action = before.table_entry.action
+            refs = self.store.refs_of(before)
+        after = p4r.TableEntry(
+            table_id=table.id,
+            match=match.fields,
+            action=action,
+            priority=te.priority,
+            controller_metadata=te.controller_metadata,
+            metadata=te.metadata,
+        )
+        change = Change(_CHANGE_KIND[utype], before, p4r.Entity(table_entry=after))
+        return Validated(change, key, refs, counter)
+
+    def _default_entry(self, utype: int, table: TableInfo, te: p4r.TableEntry) -> Validated:
+        if utype != MODIFY:
+            raise invalid(
+                f"table {table.name}: the default entry always exists; it can only be modified"
+            )
+        if te.match or te.priority:
+            raise invalid(f"table {table.name}: a default entry has no match and no priority")
+        if table.const_default_action_id:
+            raise P4RuntimeError(
+                PERMISSION_DENIED, f"table {table.name}: the default action is const"
+            )
+        if table.implementation_id:
+            raise P4RuntimeError(
+                PERMISSION_DENIED,
+                f"table {table.name}: the default entry of an indirect table cannot be modified",
+            )
+        self._check_entry_extras(table, te)
+        if te.HasField("counter_data"):
+            raise P4RuntimeError(
+                UNIMPLEMENTED, f"table {table.name}: the default entry has no direct counter here"
+            )
+        if te.HasField("action"):
+            action, _ = self._table_action(table, te.action, default=True)
+            after = p4r.TableEntry(
+                table_id=table.id,
+                action=action,
+                is_default_action=True,
+                controller_metadata=te.controller_metadata,
+                metadata=te.metadata,
+            )
+            entity = p4r.Entity(table_entry=after)
+        else:
+            entity = self.store.initial_default_entry(table.id)
+        before = self.store.default_entry(table.id)
+        return Validated(Change(ChangeKind.MODIFY, before, entity), ("default", table.id, b""), ())
+
+    def _check_entry_extras(self, table: TableInfo, te: p4r.TableEntry) -> None:
+        if te.idle_timeout_ns or te.HasField("time_since_last_hit"):
+            if not table.idle_timeout:
+                raise invalid(f"table {table.name} does not support idle timeouts")
+            raise P4RuntimeError(
+                UNIMPLEMENTED, f"table {table.name}: idle timeouts are not supported by switchd"
+            )
+        if te.HasField("meter_config") or te.HasField("meter_counter_data"):
+            if not table.direct_meter_id:
+                raise invalid(f"table {table.name} has no direct meter")
+            raise P4RuntimeError(
+                UNIMPLEMENTED, f"table {table.name}: meters are not supported by switchd"
+            )
+
+    def _counter_data(self, table: TableInfo, te: p4r.TableEntry) -> p4r.CounterData | None:
+        if not te.HasField("counter_data"):
+            return None
+        if not table.direct_counter_id:
+            raise invalid(f"table {table.name} has no direct counter")
+        return te.counter_data
+
+    def direct_counter_write(self, utype: int, dce: p4r.DirectCounterEntry) -> CounterWrite:
+        if utype != MODIFY:
+            raise invalid("a DirectCounterEntry can only be modified")
+        te = dce.table_entry
+        table = self.index.table(te.table_id)
+        if not table.direct_counter_id:
+            raise invalid(f"table {table.name} has no direct counter")
+        if te.is_default_action:
+            raise P4RuntimeError(
+                UNIMPLEMENTED, f"table {table.name}: the default entry has no direct counter here"
+            )
+        match = self.match(table, te)
+        entry = self.store.table_entry(table.id, match.key)
+        if entry is None:
+            raise P4RuntimeError(NOT_FOUND, f"table {table.name}: no such entry")
+        data = dce.data if dce.HasField("data") else None
+        if data is None:
+            # "if this field is not set, the counter value is not modified"
+            return CounterWrite(("table", table.id, match.key), entry, p4r.CounterData())
+        return CounterWrite(("table", table.id, match.key), entry, data)
+
+    # -- match keys and actions -------------------------------------------------------------
+
+    def match(self, table: TableInfo, te: p4r.TableEntry) -> TableMatch:
+        """The canonical match of a table entry (also used to look entries up in reads)."""
+        fields: list[p4r.FieldMatch] = []
+        seen: set[int] = set()
+        for fm in te.match:
+            field = table.fields.get(fm.field_id)
+            if field is None:
+                raise invalid(f"table {table.name}: unknown match field id {fm.field_id}")
+            if fm.field_id in seen:
+                raise invalid(f"table {table.name}: match field {field.name} given twice")
+            seen.add(fm.field_id)
+            fields.append(_canonical_field(table, field, fm))
+        for field_id in table.exact_fields:
+            if field_id not in seen:
+                raise invalid(
+                    f"table {table.name}: exact match field {table.fields[field_id].name} "
+                    "is missing (an exact match cannot be omitted)"
+                )
+        if table.needs_priority:
+            if te.priority <= 0:
+                raise invalid(
+                    f"table {table.name} has ternary, range or optional fields: "
+                    "entries need a priority above 0"
+                )
+        elif te.priority:
+            raise invalid(f"table {table.name}: priority must be 0 (no ternary, range, optional)")
+        fields.sort(key=lambda f: f.field_id)
+        key = b"".join(f.SerializeToString() for f in fields) + te.priority.to_bytes(
+            4, "big", signed=True
+        )
+        return TableMatch(fields, key)
+
+    def _table_action(
+        self, table: TableInfo, ta: p4r.TableAction, *, default: bool = False
+    ) -> tuple[p4r.TableAction, tuple[EntityKey, ...]]:
+        which = ta.WhichOneof("type")
+        if table.implementation_id == 0:
+            if which != "action":
+                raise invalid(
+                    f"table {table.name} is a direct table: its entries take an action, "
+                    f"not {which or 'nothing'}"
+                )
+            action = self.action(ta.action, table.actions, f"table {table.name}", default)
+            return p4r.TableAction(action=action), ()
+        profile = self.index.action_profiles.get(table.implementation_id)
+        if profile is None:
+            raise invalid(
+                f"table {table.name}: its implementation {table.implementation_id} "
+                "is not in the P4Info"
+            )
+        if which == "action_profile_member_id":
+            member_id = ta.action_profile_member_id
+            if member_id == 0:
+                raise invalid(f"table {table.name}: member id 0 is not valid")
+            if self.store.member(profile.id, member_id) is None:
+                raise P4RuntimeError(
+                    NOT_FOUND, f"table {table.name}: no member {member_id} in {profile.name}"
+                )
+            return p4r.TableAction(action_profile_member_id=member_id), (
+                ("member", profile.id, member_id),
+            )
+        if which == "action_profile_group_id":
+            group_id = ta.action_profile_group_id
+            if not profile.with_selector:
+                raise invalid(f"table {table.name}: {profile.name} has no selector, so no groups")
+            if group_id == 0:
+                raise invalid(f"table {table.name}: group id 0 is not valid")
+            if self.store.group(profile.id, group_id) is None:
+                raise P4RuntimeError(
+                    NOT_FOUND, f"table {table.name}: no group {group_id} in {profile.name}"
+                )
+            return p4r.TableAction(action_profile_group_id=group_id), (
+                ("group", profile.id, group_id),
+            )
+        if which == "action_profile_action_set":
+            raise P4RuntimeError(
+                UNIMPLEMENTED,
+                f"table {table.name}: one-shot action selector programming is not supported; "
+                "write ActionProfileMember and ActionProfileGroup entities",
+            )
+        raise invalid(
+            f"table {table.name} is implemented by {profile.name}: its entries take a member "
+            f"or group id, not {which or 'nothing'}"
+        )
+
+    def action(
+        self, action: p4r.Action, allowed: dict[int, int], where: str, default: bool = False
+    ) -> p4r.Action:
+        """The canonical form of an action bound in ``where`` (``allowed``: id -> scope)."""
+        info = self.index.actions.get(action.action_id)
+        if info is None:
+            raise invalid(f"{where}: unknown action id {action.action_id}")
+        scope = allowed.get(action.action_id)
+        if scope is None:
+            raise invalid(f"{where}: action {info.name} is not one of its actions")
+        if default and scope == TABLE_ONLY:
+            raise P4RuntimeError(
+                PERMISSION_DENIED, f"{where}: action {info.name} cannot be the default action"
+            )
+        if not default and scope == DEFAULT_ONLY:
+            raise P4RuntimeError(
+                PERMISSION_DENIED, f"{where}: action {info.name} can only be the default action"
+            )
+        values: dict[int, bytes] = {}
+        for param in action.params:
+            pinfo = info.params.get(param.param_id)
+            if pinfo is None:
+                raise invalid(f"{where}: action {info.name} has no param id {param.param_id}")
+            if param.param_id in values:
+                raise invalid(f"{where}: action {info.name} param {pinfo.name} given twice")
+            values[param.param_id] = canonical(
+                param.value, pinfo.bitwidth, f"{where}: action {info.name} param {pinfo.name}"
+            )
+        if len(values) != len(info.params):
+            missing = [p.name for p in info.params.values() if p.id not in values]
+            raise invalid(f"{where}: action {info.name} is missing param {', '.join(missing)}")
+        return p4r.Action(
+            action_id=info.id,
+            params=[p4r.Action.Param(param_id=i, value=values[i]) for i in sorted(values)],
+        )
+
+    # -- action profiles --------------------------------------------------------------------
+
+    def member(self, utype: int, m: p4r.ActionProfileMember) -> Validated:
+        profile = self.index.action_profile(m.action_profile_id)
+        if m.member_id == 0:
+            raise invalid(f"{profile.name}: member id 0 is not valid")
+        key: EntityKey = ("member", profile.id, m.member_id)
+        before = self.store.member(profile.id, m.member_id)
+        what = f"{profile.name} member {m.member_id}"
+        if utype == DELETE:
+            if before is None:
+                raise P4RuntimeError(NOT_FOUND, f"{what} does not exist")
+            groups, entries = self.store.member_users(profile.id, m.member_id)
+            if groups or entries:
+                raise P4RuntimeError(
+                    FAILED_PRECONDITION,
+                    f"{what} is still used by {groups} group(s) and {entries} table entr"
+                    f"{'y' if entries == 1 else 'ies'}",
+                )
+            return Validated(Change(ChangeKind.DELETE, before, None), key, ())
+        if utype == INSERT and before is not None:
+            raise P4RuntimeError(ALREADY_EXISTS, f"{what} already exists")
+        if utype == MODIFY and before is None:
+            raise P4RuntimeError(NOT_FOUND, f"{what} does not exist")
+        if not m.HasField("action"):
+            raise invalid(f"{what}: the action must be set")
+        action = self.action(m.action, profile.actions, what)
+        after = p4r.ActionProfileMember(
+            action_profile_id=profile.id, member_id=m.member_id, action=action
+        )
+        return Validated(
+            Change(_CHANGE_KIND[utype], before, p4r.Entity(action_profile_member=after)), key, ()
+        )
+
+    def group(self, utype: int, g: p4r.ActionProfileGroup) -> Validated:
+        profile = self.index.action_profile(g.action_profile_id)
+        if not profile.with_selector:
+            raise invalid(f"{profile.name} is an action profile without selector: no groups")
+        if g.group_id == 0:
+            raise invalid(f"{profile.name}: group id 0 is not valid")
+        key: EntityKey = ("group", profile.id, g.group_id)
+        before = self.store.group(profile.id, g.group_id)
+        what = f"{profile.name} group {g.group_id}"
+        if utype == DELETE:
+            if before is None:
+                raise P4RuntimeError(NOT_FOUND, f"{what} does not exist")
+            users = self.store.group_users(profile.id, g.group_id)
+            if users:
+                raise P4RuntimeError(
+                    FAILED_PRECONDITION,
+                    f"{what} is still used by {users} table entr{'y' if users == 1 else 'ies'}",
+                )
+            return Validated(Change(ChangeKind.DELETE, before, None), key, ())
+        if utype == INSERT and before is not None:
+            raise P4RuntimeError(ALREADY_EXISTS, f"{what} already exists")
+        if utype == MODIFY and before is None:
+            raise P4RuntimeError(NOT_FOUND, f"{what} does not exist")
+        if before is not None and before.action_profile_group.max_size != g.max_size:
+            raise invalid(
+                f"{what}: max_size cannot change (was {before.action_profile_group.max_size}, "
+                f"got {g.max_size})"
+            )
+        if g.max_size < 0:
+            raise invalid(f"{what}: max_size {g.max_size} is negative")
+        if profile.max_group_size > 0 and g.max_size > profile.max_group_size:
+            raise invalid(
+                f"{what}: max_size {g.max_size} is above the selector's max_group_size "
+                f"{profile.max_group_size}"
+            )
+        members: list[p4r.ActionProfileGroup.Member] = []
+        refs: list[EntityKey] = []
+        seen: set[int] = set()
+        total = 0
+        for m in g.members:
+            if m.member_id in seen:
+                raise invalid(f"{what}: member {m.member_id} is listed twice (use its weight)")
+            seen.add(m.member_id)
+            if self.store.member(profile.id, m.member_id) is None:
+                raise P4RuntimeError(
+                    NOT_FOUND, f"{what}: member {m.member_id} does not exist in {profile.name}"
+                )
+            if profile.weights_disallowed:
+                if m.weight != 0:
+                    raise invalid(f"{what}: {profile.name} does not allow weights")
+            elif m.weight <= 0:
+                raise invalid(f"{what}: member {m.member_id} has weight {m.weight}; must be > 0")
+            total += max(m.weight, 1)
+            watch_port = self._watch_port(what, m)
+            members.append(
+                p4r.ActionProfileGroup.Member(
+                    member_id=m.member_id, weight=m.weight, watch_port=watch_port
+                )
+            )
+            refs.append(("member", profile.id, m.member_id))
+        limit = g.max_size or profile.max_group_size
+        if limit and total > limit:
+            raise P4RuntimeError(
+                RESOURCE_EXHAUSTED, f"{what}: the members' total weight {total} exceeds {limit}"
+            )
+        after = p4r.ActionProfileGroup(
+            action_profile_id=profile.id, group_id=g.group_id, members=members, max_size=g.max_size
+        )
+        return Validated(
+            Change(_CHANGE_KIND[utype], before, p4r.Entity(action_profile_group=after)),
+            key,
+            tuple(refs),
+        )
+
+    def _watch_port(self, what: str, m: p4r.ActionProfileGroup.Member) -> bytes:
+        """A member's watch port as canonical bytes (the deprecated int32 ``watch`` is taken
+        too, and answered as ``watch_port``); b"" for none."""
+        kind = m.WhichOneof("watch_kind")
+        if kind == "watch_port" and m.watch_port:
+            port = int.from_bytes(m.watch_port, "big")
+        elif kind == "watch" and m.watch:
+            if m.watch < 0:
+                raise invalid(f"{what}: member {m.member_id}: watch port {m.watch} is negative")
+            port = m.watch
+        else:
+            return b""
+        if self.ports is not None and port not in self.ports:
+            raise invalid(
+                f"{what}: member {m.member_id}: watch port {port} is not a port of this switch "
+                f"(ports: {', '.join(map(str, sorted(self.ports))) or 'none'})"
+            )
+        return encode_int(port)
+
+
+def _canonical_field(table: TableInfo, field: MatchFieldInfo, fm: p4r.FieldMatch) -> p4r.FieldMatch:
+    which = fm.WhichOneof("field_match_type")
+    where = f"table {table.name} field {field.name}"
+    if which is None:
+        raise invalid(f"{where}: no match value is set")
+    if not field.match_type:
+        raise P4RuntimeError(UNIMPLEMENTED, f"{where}: match kind {field.kind} is not supported")
+    if which != field.kind:
+        raise invalid(f"{where} is a {field.kind} match, got {which}")
+    width = field.bitwidth
+    if which == "exact":
+        return p4r.FieldMatch(
+            field_id=field.id,
+            exact=p4r.FieldMatch.Exact(value=canonical(fm.exact.value, width, where)),
+        )
+    if which == "lpm":
+        plen = fm.lpm.prefix_len
+        if plen <= 0 or plen > width:
+            raise invalid(
+                f"{where}: prefix length {plen} is outside 1..{width} "
+                "(a don't-care LPM match is omitted, not /0)"
+            )
+        value = canonical(fm.lpm.value, width, where)
+        if int.from_bytes(value, "big") & ((1 << (width - plen)) - 1):
+            raise invalid(f"{where}: bits beyond the /{plen} prefix must be 0")
+        return p4r.FieldMatch(
+            field_id=field.id, lpm=p4r.FieldMatch.LPM(value=value, prefix_len=plen)
+        )
+    if which == "ternary":
+        value = canonical(fm.ternary.value, width, where)
+        mask = canonical(fm.ternary.mask, width, f"{where} mask")
+        v, m = int.from_bytes(value, "big"), int.from_bytes(mask, "big")
+        if m == 0:
+            raise invalid(f"{where}: a zero mask is a don't-care match; omit the field instead")
+        if v & ~m:
+            raise invalid(f"{where}: value has bits set outside the mask")
+        return p4r.FieldMatch(
+            field_id=field.id, ternary=p4r.FieldMatch.Ternary(value=value, mask=mask)
+        )
+    if which == "range":
+        low = canonical(fm.range.low, width, f"{where} low")
+        high = canonical(fm.range.high, width, f"{where} high")
+        lo, hi = int.from_bytes(low, "big"), int.from_bytes(high, "big")
+        if lo > hi:
+            raise invalid(f"{where}: range low {lo} is above high {hi}")
+        if lo == 0 and hi == (1 << width) - 1:
+            raise invalid(f"{where}: the full range is a don't-care match; omit the field")
+        return p4r.FieldMatch(field_id=field.id, range=p4r.FieldMatch.Range(low=low, high=high))
+    if which == "optional":
+        return p4r.FieldMatch(
+            field_id=field.id,
+            optional=p4r.FieldMatch.Optional(value=canonical(fm.optional.value, width, where)),
+        )
+    raise P4RuntimeError(UNIMPLEMENTED, f"{where}: match kind {which} is not supported")
