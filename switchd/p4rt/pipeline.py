@@ -69,108 +69,122 @@ def load_p4info(path: Path) -> p4i.P4Info:
 
 
 def p4info_differences(expected: p4i.P4Info, given: p4i.P4Info) -> list[str]:
-    """What differs between the P4Info switchd implements and a given one (empty: same)."""
-    out: list[str] = []
+    """What differs between the P4Info switchd implements and a given one (empty: same).
+
+    Objects are matched by name; a reference to another object (a table's actions and
+    implementation, a counter's table ...) is compared by the name it resolves to, so that one
+    changed id is reported once, on the object that has it."""
+    diff = _Diff(_names(expected), _names(given))
     if expected.pkg_info.arch != given.pkg_info.arch:
-        out.append(f"pkg_info: arch {given.pkg_info.arch!r}, expected {expected.pkg_info.arch!r}")
-    names = {
-        e.preamble.id: e.preamble.name
-        for field, _ in _ENTITY_LISTS
-        for e in getattr(expected, field)
-    }
+        diff.out.append(
+            f"pkg_info: arch {given.pkg_info.arch!r}, expected {expected.pkg_info.arch!r}"
+        )
     for field, label in _ENTITY_LISTS:
-        _diff_keyed(
+        diff.keyed(
             label,
             {e.preamble.name: e for e in getattr(expected, field)},
             {e.preamble.name: e for e in getattr(given, field)},
-            out,
-            names,
         )
-    _diff_keyed(
+    diff.keyed(
         "extern",
         {e.extern_type_name: e for e in expected.externs},
         {e.extern_type_name: e for e in given.externs},
-        out,
-        names,
     )
     if _normalised(expected.type_info) != _normalised(given.type_info):
-        out.append("type_info: differs (user-defined types, enums or errors)")
-    return out
+        diff.out.append("type_info: differs (user-defined types, enums or errors)")
+    # Whole objects missing or unexpected first: they explain most of the rest.
+    return sorted(diff.out, key=lambda line: not line.endswith(_WHOLE))
 
 
 def same_p4info(a: p4i.P4Info, b: p4i.P4Info) -> bool:
     return not p4info_differences(a, b)
 
 
-def _diff_keyed(
-    label: str,
-    expected: dict[Any, Any],
-    given: dict[Any, Any],
-    out: list[str],
-    names: dict[int, str],
-) -> None:
-    for key, exp in expected.items():
-        where = f"{label} {_display(label, key, names)}"
-        got = given.get(key)
-        if got is None:
-            out.append(f"{where}: missing")
-        else:
-            _diff_message(where, exp, got, out, names)
-    for key in given:
-        if key not in expected:
-            out.append(f"{label} {_display(label, key, names)}: not in the expected P4Info")
+_WHOLE = (": missing", ": not in the expected P4Info")
+
+# Fields that hold ids of other P4Info objects: compared by the names they resolve to.
+_REFERENCES = frozenset(
+    {
+        "implementation_id",
+        "const_default_action_id",
+        "direct_table_id",
+        "table_ids",
+        "direct_resource_ids",
+    }
+)
 
 
-def _display(label: str, key: Any, names: dict[int, str]) -> str:
-    if label == "action ref" and isinstance(key, int):
-        return names.get(key, str(key))
-    return str(key)
+def _names(p4info: p4i.P4Info) -> dict[int, str]:
+    return {
+        e.preamble.id: e.preamble.name for field, _ in _ENTITY_LISTS for e in getattr(p4info, field)
+    }
 
 
-def _diff_message(where: str, exp: Any, got: Any, out: list[str], names: dict[int, str]) -> None:
-    for fd in exp.DESCRIPTOR.fields:
-        name = fd.name
-        if name in _IGNORED_FIELDS:
-            continue
-        ev, gv = getattr(exp, name), getattr(got, name)
-        is_message = fd.message_type is not None
-        if _is_repeated(fd):
-            if is_message:
-                label = _ELEMENT_LABELS.get(name, name)
-                _diff_keyed_at(where, label, ev, gv, out=out, names=names)
+class _Diff:
+    def __init__(self, expected_names: dict[int, str], given_names: dict[int, str]) -> None:
+        self.expected_names = expected_names
+        self.given_names = given_names
+        self.out: list[str] = []
+
+    def keyed(self, label: str, expected: dict[Any, Any], given: dict[Any, Any]) -> None:
+        for key, exp in expected.items():
+            got = given.get(key)
+            if got is None:
+                self.out.append(f"{label} {key}: missing")
             else:
+                self.message(f"{label} {key}", exp, got)
+        for key in given:
+            if key not in expected:
+                self.out.append(f"{label} {key}: not in the expected P4Info")
+
+    def message(self, where: str, exp: Any, got: Any, skip: frozenset[str] = frozenset()) -> None:
+        for fd in exp.DESCRIPTOR.fields:
+            name = fd.name
+            if name in _IGNORED_FIELDS or name in skip:
+                continue
+            ev, gv = getattr(exp, name), getattr(got, name)
+            if fd.message_type is not None and _is_repeated(fd):
+                self.elements(where, _ELEMENT_LABELS.get(name, name), list(ev), list(gv))
+            elif _is_repeated(fd):
                 el, gl = list(ev), list(gv)
-                if name in _UNORDERED:
-                    el, gl = sorted(el), sorted(gl)
+                if name in _REFERENCES:
+                    el = sorted(self.expected_names.get(i, str(i)) for i in el)
+                    gl = sorted(self.given_names.get(i, str(i)) for i in gl)
                 if el != gl:
-                    out.append(f"{where}: {name} {gl}, expected {el}")
-        elif is_message:
-            if exp.HasField(name) != got.HasField(name):
-                state = "set" if got.HasField(name) else "unset"
-                out.append(f"{where}: {name} is {state}, expected the opposite")
-            elif exp.HasField(name):
-                if name == "preamble":
-                    _diff_message(where, ev, gv, out, names)
-                else:
-                    _diff_message(f"{where} {name}", ev, gv, out, names)
-        elif ev != gv:
-            out.append(f"{where}: {name} {_value(fd, gv)}, expected {_value(fd, ev)}")
+                    self.out.append(f"{where}: {name} {gl}, expected {el}")
+            elif fd.message_type is not None:
+                if exp.HasField(name) != got.HasField(name):
+                    state = "set" if got.HasField(name) else "unset"
+                    self.out.append(f"{where}: {name} is {state}, expected the opposite")
+                elif exp.HasField(name):
+                    self.message(where if name == "preamble" else f"{where} {name}", ev, gv)
+            elif name in _REFERENCES:
+                en = self.expected_names.get(ev, str(ev)) if ev else "none"
+                gn = self.given_names.get(gv, str(gv)) if gv else "none"
+                if en != gn:
+                    self.out.append(f"{where}: {name} {gn}, expected {en}")
+            elif ev != gv:
+                self.out.append(f"{where}: {name} {_value(fd, gv)}, expected {_value(fd, ev)}")
 
-
-def _diff_keyed_at(
-    where: str, label: str, ev: Any, gv: Any, *, out: list[str], names: dict[int, str]
-) -> None:
-    expected, given = _keyed(list(ev)), _keyed(list(gv))
-    for key, exp in expected.items():
-        sub = f"{where} {label} {_display(label, key, names)}"
-        got = given.get(key)
-        if got is None:
-            out.append(f"{sub}: missing")
+    def elements(self, where: str, label: str, ev: list[Any], gv: list[Any]) -> None:
+        skip: frozenset[str] = frozenset()
+        if label == "action ref":
+            # keyed by the action they name, each in its own P4Info's ids (a changed action
+            # id is reported on the action)
+            expected = {self.expected_names.get(r.id, str(r.id)): r for r in ev}
+            given = {self.given_names.get(r.id, str(r.id)): r for r in gv}
+            skip = frozenset({"id"})
         else:
-            _diff_message(sub, exp, got, out, names)
-    for key in given:
-        if key not in expected:
-            out.append(f"{where} {label} {_display(label, key, names)}: not expected")
+            expected, given = _keyed(ev), _keyed(gv)
+        for key, exp in expected.items():
+            got = given.get(key)
+            if got is None:
+                self.out.append(f"{where} {label} {key}: missing")
+            else:
+                self.message(f"{where} {label} {key}", exp, got, skip)
+        for key in given:
+            if key not in expected:
+                self.out.append(f"{where} {label} {key}: not expected")
 
 
 def _keyed(items: list[Any]) -> dict[Any, Any]:
