@@ -134,6 +134,21 @@ def processes_in(inodes: Iterable[int]) -> list[Process]:
     return sorted(found, key=lambda p: p.pid)
 
 
+def child_node_shells(names: Iterable[str]) -> list[Process]:
+    """Node shells of this process for the given node names, found by their command line:
+    also those of a node whose creation was interrupted before Mininet recorded it."""
+    wanted = set(names)
+    me = os.getpid()
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        info = process_info(int(entry))
+        if info is not None and info.ppid == me and info.node_shell in wanted:
+            found.append(info)
+    return found
+
+
 def is_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from typing import Any
 
 from mininet.net import Mininet
+from mininet.node import Node
 
 from controller.topology import Topology
 from lab import namespaces
@@ -53,6 +54,8 @@ class LabNetwork:
 
     def start(self, on_step: StepCallback | None = None) -> None:
         step = on_step or (lambda _text: None)
+        if os.geteuid() != 0:
+            raise LabError("the lab needs root (network namespaces, Mininet)")
         if self.net is not None:
             raise LabError(f"lab {self.topology.name} is already started")
         topo = self.topology
@@ -109,6 +112,8 @@ class LabNetwork:
         self._named = []
         shells = {node.shell.pid for node in nodes if node.shell is not None}
         strays = [p.pid for p in namespaces.processes_in(inodes) if p.pid not in shells]
+        names = [n.name for n in self.topology.switches] + [h.name for h in self.topology.hosts]
+        strays += [p.pid for p in namespaces.child_node_shells(names) if p.pid not in shells]
         try:
             namespaces.terminate(strays)
         except LabError as exc:
@@ -130,6 +135,7 @@ class LabNetwork:
             except subprocess.TimeoutExpired:
                 os.killpg(node.shell.pid, signal.SIGKILL)
                 node.shell.wait(timeout=SHELL_EXIT_TIMEOUT)
+            _forget(node)
             node.cleanup()
         if errors:
             raise LabError(f"stopping lab {self.topology.name}: " + "; ".join(errors))
@@ -226,3 +232,13 @@ class LabNetwork:
                 raise LabError(f"interfaces still not up after {timeout:g} s: {down}")
             time.sleep(delay)  # polling the kernel's operstate; links come up within ms
             delay = min(delay * 2, 0.1)
+
+
+def _forget(node: Any) -> None:
+    """Drop Mininet's class-wide fd -> node maps for a node whose shell is gone, so that
+    nodes of earlier labs are not kept alive (and their fds not confused with new ones)."""
+    if node.stdout is None or node.stdout.closed:
+        return
+    fd = node.stdout.fileno()
+    Node.outToNode.pop(fd, None)
+    Node.inToNode.pop(fd, None)

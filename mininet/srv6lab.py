@@ -30,17 +30,13 @@ the real ``mininet`` package).
 
 from __future__ import annotations
 
-import inspect
 import os
 import sys
 
 
 def _add_repository_to_path() -> None:
-    here = inspect.getsourcefile(_add_repository_to_path) or ""
-    if not here or here.startswith("<"):
-        # mn runs this file through exec() without __file__; its code object knows the path.
-        frame = inspect.currentframe()
-        here = frame.f_code.co_filename if frame is not None else ""
+    # mn runs this file through exec() without __file__; the code object knows the path.
+    here = _add_repository_to_path.__code__.co_filename
     root = os.path.dirname(os.path.dirname(os.path.abspath(here)))
     if root not in sys.path:
         sys.path.append(root)
