@@ -140,6 +140,11 @@ class PortMonitor:
             if name in self._by_name:
                 present.add(name)
                 self._link_message(msg)
+        log.debug(
+            "link dump%s: ports present: %s",
+            f" in {self.netns}" if self.netns else "",
+            sorted(present),
+        )
         for name in self._by_name:
             if name not in present:
                 self.set_state(name, "NOT_PRESENT", "DOWN")

@@ -917,7 +917,7 @@ class Switchd:
         server = grpc.aio.server(options=_SERVER_OPTIONS)
         p4r_grpc.add_P4RuntimeServicer_to_server(self.p4runtime, server)
         gnmi_server = server
-        if self.gnmi is not None and gnmi_listen is not None and gnmi_listen != listen:
+        if self.gnmi is not None and gnmi_listen is not None:
             gnmi_server = grpc.aio.server(options=_SERVER_OPTIONS)
             self._servers.append(gnmi_server)
         if self.gnmi is not None:
