@@ -750,10 +750,25 @@ class _Reader:
             self._direct_counters(entity.direct_counter_entry)
         elif which == "counter_entry":
             self._counters(entity.counter_entry)
+        elif which == "packet_replication_engine_entry":
+            pass  # switchd has no multicast groups or clone sessions: there are none to read
+        elif which in _UNSUPPORTED_KINDS:
+            self._unsupported(which, getattr(entity, which))
         elif which is None:
             raise invalid("a read request's entity must be set (no wildcard over all kinds)")
         else:
             raise P4RuntimeError(UNIMPLEMENTED, f"reading {which} is not supported by switchd")
+
+    def _unsupported(self, which: str, message: Any) -> None:
+        """Entity kinds switchd does not implement: a read finds none when the P4Info
+        declares none (a client reading "everything" is answered); otherwise UNIMPLEMENTED."""
+        objects, id_field = _UNSUPPORTED_KINDS[which]
+        declared = getattr(self.index.p4info, objects)
+        if not declared:
+            if id_field and getattr(message, id_field):
+                raise invalid(f"{which}: the P4Info declares no {objects}")
+            return
+        raise P4RuntimeError(UNIMPLEMENTED, f"reading {which} is not supported by switchd")
 
     def _select(self, te: p4r.TableEntry) -> list[tuple[int, bytes, p4r.Entity]]:
         """(table id, key, entity) of the entries a TableEntry filter selects."""
@@ -874,6 +889,17 @@ class _Reader:
                 te.CopyFrom(src)
                 te.counter_data.CopyFrom(data)
                 self.out[job.position] = p4r.Entity(table_entry=te)
+
+
+# Entity kinds switchd does not implement: (P4Info list, the entity's id field).
+_UNSUPPORTED_KINDS: dict[str, tuple[str, str]] = {
+    "meter_entry": ("meters", "meter_id"),
+    "direct_meter_entry": ("direct_meters", ""),
+    "register_entry": ("registers", "register_id"),
+    "value_set_entry": ("value_sets", "value_set_id"),
+    "digest_entry": ("digests", "digest_id"),
+    "extern_entry": ("externs", "extern_type_id"),
+}
 
 
 def _read_counters(dataplane: Dataplane, jobs: list[_CounterJob]) -> list[CounterValue | None]:

@@ -174,7 +174,9 @@ def test_per_request_errors_and_the_rest_still_answered(p4rt: Any) -> None:
                             counter_id=n.counters["port_counter"].preamble.id
                         )
                     ),
-                    entity(meter_entry=p4r.MeterEntry()),
+                    entity(meter_entry=p4r.MeterEntry()),  # none declared: none to read
+                    entity(meter_entry=p4r.MeterEntry(meter_id=5)),
+                    entity(packet_replication_engine_entry=p4r.PacketReplicationEngineEntry()),
                     entity(action_profile_member=p4r.ActionProfileMember(action_profile_id=7)),
                     entity(action_profile_member=p4r.ActionProfileMember()),
                 ],
@@ -191,7 +193,9 @@ def test_per_request_errors_and_the_rest_still_answered(p4rt: Any) -> None:
                     INVALID_ARGUMENT,
                     INVALID_ARGUMENT,
                     UNIMPLEMENTED,
-                    UNIMPLEMENTED,
+                    OK,
+                    INVALID_ARGUMENT,
+                    OK,
                     INVALID_ARGUMENT,
                     OK,
                 ]
