@@ -220,3 +220,17 @@ async def _serve(args: argparse.Namespace, ports: dict[int, str]) -> int:
         await switch.stop()
         dataplane.stop()
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m switchd.cli [options]``: switchd without the rest of ``srv6lab``."""
+    parser = argparse.ArgumentParser(prog="python -m switchd.cli")
+    sub = parser.add_subparsers(dest="command")
+    register(sub)
+    args = parser.parse_args(["switchd", *(sys.argv[1:] if argv is None else argv)])
+    rc: int = args.func(args)
+    return rc
+
+
+if __name__ == "__main__":
+    sys.exit(main())
