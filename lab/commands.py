@@ -503,9 +503,11 @@ def _down(args: argparse.Namespace) -> int:
         for line in result.sweep.lines():
             print(f"  {line}")
     if result.sweep.skipped:
+        print("left alone, a running lab still uses them: " + ", ".join(result.sweep.skipped))
+    if result.sweep.unclaimed:
         print(
-            "left alone, they belong to a lab that runs from another run directory: "
-            + ", ".join(result.sweep.skipped)
+            "left alone, no lab state here claims them (remove them with `ip netns delete "
+            "NAME` if they are a lab's): " + ", ".join(result.sweep.unclaimed)
         )
     if result.pid is None and result.sweep.empty:
         print("no lab is running and nothing was left behind")

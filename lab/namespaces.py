@@ -10,6 +10,7 @@ the lab's, which is how leftovers are found without guessing by process name.
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import time
@@ -19,21 +20,37 @@ from pathlib import Path
 
 from lab.errors import LabError
 
-PREFIX = "srv6lab-"
+DEFAULT_PREFIX = "srv6lab-"
+ENV_PREFIX = "SRV6LAB_NETNS_PREFIX"
+"""Overrides the prefix, so that test sessions running side by side (each with its own
+``SRV6LAB_RUN_DIR``) do not compete for the same names."""
 NETNS_DIR = Path("/run/netns")
+_PREFIX_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,39}$")
 
 
-def netns_name(node: str) -> str:
-    return PREFIX + node
+def prefix() -> str:
+    """The prefix of the lab's namespace names: ``srv6lab-``, or ``$SRV6LAB_NETNS_PREFIX``."""
+    value = os.environ.get(ENV_PREFIX) or DEFAULT_PREFIX
+    if not _PREFIX_RE.match(value):
+        raise LabError(
+            f"{ENV_PREFIX}={value!r} is not a usable namespace name prefix "
+            "(letters, digits, '_', '.', '-'; at most 40)"
+        )
+    return value
 
 
-def lab_netns_names() -> list[str]:
-    """Named namespaces of the lab that exist now (``ip netns list``, filtered)."""
+def netns_name(node: str, prefix_: str | None = None) -> str:
+    return (prefix_ if prefix_ is not None else prefix()) + node
+
+
+def lab_netns_names(prefix_: str | None = None) -> list[str]:
+    """Named namespaces with the lab's prefix that exist now (``ip netns list``)."""
+    start = prefix_ if prefix_ is not None else prefix()
     try:
         names = os.listdir(NETNS_DIR)
     except FileNotFoundError:
         return []
-    return sorted(name for name in names if name.startswith(PREFIX))
+    return sorted(name for name in names if name.startswith(start))
 
 
 def netns_inode(name: str) -> int | None:

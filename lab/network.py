@@ -46,6 +46,7 @@ class LabNetwork:
         self.switch_kind = switch_kind
         self.switch_cls = switch_class(switch_kind)
         self.mn_topo = LabTopo(topology, switch=switch_kind)
+        self.netns_prefix = namespaces.prefix()
         self.net: Any = None
         self._named: list[str] = []
         self._started = False
@@ -91,7 +92,7 @@ class LabNetwork:
 
     def _add_node(self, add: Callable[..., Any], name: str) -> None:
         node = add(name, **self.mn_topo.nodeInfo(name))
-        netns = namespaces.netns_name(name)
+        netns = namespaces.netns_name(name, self.netns_prefix)
         namespaces.attach(netns, node.pid)
         self._named.append(netns)
 
@@ -199,7 +200,7 @@ class LabNetwork:
                     kind="switch" if is_switch else "host",
                     switch_kind=self.switch_kind if is_switch else None,
                     pid=node.pid,
-                    netns=namespaces.netns_name(node.name),
+                    netns=namespaces.netns_name(node.name, self.netns_prefix),
                     netns_inode=inode,
                     interfaces=interfaces,
                 )

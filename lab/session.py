@@ -24,7 +24,7 @@ from lab.network import LabNetwork, StepCallback
 from lab.nodes import switch_class
 from lab.runtime import LabLock, RunDir
 from lab.state import LabState, LinkInfo, remove_state, write_state
-from lab.sweep import SweepReport, sweep
+from lab.sweep import SweepReport, live_owner, sweep
 
 STOP_TIMEOUT = 20.0
 
@@ -52,6 +52,8 @@ def new_state(topology: Topology, switch_kind: str, log: Path | None) -> LabStat
             "hosts": len(topology.hosts),
             "links": len(topology.links),
         },
+        node_names=[s.name for s in topology.switches] + [h.name for h in topology.hosts],
+        netns_prefix=namespaces.prefix(),
         interface_names=sorted(i.name for link in topology.links for i in (link.a, link.b)),
         links=[
             LinkInfo(link.name, link.a.endpoint, link.b.endpoint, link.bandwidth_mbps)
@@ -79,12 +81,7 @@ def running_lab(
     lock.acquire()
     try:
         leftovers = sweep(run, lenient_state(run))
-        if leftovers.skipped:
-            raise LabBusy(
-                "the namespaces of another running lab exist: "
-                + ", ".join(leftovers.skipped)
-                + "; stop that lab first (`srv6lab lab down` with its run directory)"
-            )
+        _check_names_are_free(topology, run)
         if not leftovers.empty and on_sweep is not None:
             on_sweep(leftovers)
         state = new_state(topology, switch_kind, log)
@@ -108,6 +105,27 @@ def running_lab(
     finally:
         remove_state(run.state_path)
         lock.release()
+
+
+def _check_names_are_free(topology: Topology, run: RunDir) -> None:
+    existing = set(namespaces.lab_netns_names())
+    nodes = [s.name for s in topology.switches] + [h.name for h in topology.hosts]
+    wanted = [namespaces.netns_name(node) for node in nodes]
+    taken = [name for name in wanted if name in existing]
+    if not taken:
+        return
+    shown = ", ".join(taken[:5]) + (f" and {len(taken) - 5} more" if len(taken) > 5 else "")
+    owner = live_owner(taken[0])
+    if owner is not None:
+        raise LabBusy(
+            f"namespaces {shown} belong to a lab that runs (pid {owner.ppid}) from another "
+            "run directory; stop it with `srv6lab lab down` and that SRV6LAB_RUN_DIR"
+        )
+    raise LabBusy(
+        f"namespaces {shown} exist, but no lab state in {run.path} claims them (a lab of "
+        "another run directory, or a crashed run whose state file is gone); if nothing uses "
+        "them, remove them with `ip netns delete NAME`"
+    )
 
 
 def lenient_state(run: RunDir) -> LabState | None:

@@ -65,6 +65,9 @@ class LabState:
     pid: int
     started_at: float
     counts: dict[str, int]
+    node_names: list[str]
+    netns_prefix: str
+    """Every node's namespace is named ``<netns_prefix><node>`` (``srv6lab-s1``)."""
     interface_names: list[str]
     links: list[LinkInfo]
     log: str | None = None
@@ -110,6 +113,8 @@ class LabState:
                 pid=int(raw["pid"]),
                 started_at=float(raw["started_at"]),
                 counts=dict(raw["counts"]),
+                node_names=list(raw["node_names"]),
+                netns_prefix=str(raw["netns_prefix"]),
                 interface_names=list(raw["interface_names"]),
                 links=[LinkInfo(**link) for link in raw["links"]],
                 log=raw.get("log"),

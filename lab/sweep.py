@@ -1,9 +1,12 @@
-"""Find and remove what a lab run left behind: processes in the lab's namespaces, named
-namespaces ``srv6lab-*``, root-namespace interfaces with the lab's interface names, the
-state file. Never guesses by process name alone and never runs ``mn -c``.
+"""Find and remove what a lab run left behind: processes in the lab's namespaces, the named
+namespaces ``srv6lab-<node>``, root-namespace interfaces with the lab's interface names, the
+state file. Never guesses by name pattern or process name alone and never runs ``mn -c``.
 
-A namespace named ``srv6lab-*`` whose node shell still has a live parent belongs to a lab
-that runs (from another run directory, say); it is left alone and reported as skipped.
+Only what the run directory's state file claims is touched: the namespaces of its nodes and
+its interface names. Other namespaces that merely start with ``srv6lab-`` (a lab of another
+run directory, another tool's test namespaces) are reported, never removed. A claimed
+namespace whose node shell still has a live parent belongs to a running lab and is left
+alone too.
 """
 
 from __future__ import annotations
@@ -24,7 +27,9 @@ class SweepReport:
     interfaces: list[str] = field(default_factory=list)
     state_file: str | None = None
     skipped: list[str] = field(default_factory=list)
-    """Namespaces of a lab that is still running, left alone."""
+    """Claimed namespaces that a running lab still uses, left alone."""
+    unclaimed: list[str] = field(default_factory=list)
+    """Namespaces named ``srv6lab-*`` that no state of this run directory claims."""
 
     @property
     def empty(self) -> bool:
@@ -46,46 +51,52 @@ class SweepReport:
         return out
 
 
-def live_owners() -> dict[str, namespaces.Process]:
-    """Named lab namespaces that belong to a running lab: name -> its live node shell."""
-    owned = {}
-    for name in namespaces.lab_netns_names():
-        inode = namespaces.netns_inode(name)
-        if inode is None:
-            continue
-        for proc in namespaces.processes_in([inode]):
-            if proc.node_shell is not None and _has_live_parent(proc):
-                owned[name] = proc
-                break
-    return owned
-
-
-def _has_live_parent(proc: namespaces.Process) -> bool:
-    return proc.ppid > 1 and namespaces.is_alive(proc.ppid)
+def claimed_namespaces(state: LabState | None) -> list[str]:
+    """The namespace names a lab state claims (whether or not they exist)."""
+    if state is None:
+        return []
+    return [namespaces.netns_name(node, state.netns_prefix) for node in state.node_names]
 
 
 def sweep(run: RunDir, state: LabState | None) -> SweepReport:
-    """Remove the leftovers of a lab run. Call it holding the run directory's lock, when
-    no lab of this run directory runs."""
+    """Remove the leftovers of the lab run that ``state`` describes. Call it holding the
+    run directory's lock, when no lab of this run directory runs."""
     report = SweepReport()
-    owners = live_owners()
-    report.skipped = [
-        f"{name} (node shell pid {proc.pid}, lab pid {proc.ppid})"
-        for name, proc in sorted(owners.items())
-    ]
-    names = [name for name in namespaces.lab_netns_names() if name not in owners]
+    existing = set(namespaces.lab_netns_names())
+    if state is not None:
+        existing |= set(namespaces.lab_netns_names(state.netns_prefix))
+    claimed = [name for name in claimed_namespaces(state) if name in existing]
+    report.unclaimed = sorted(existing - set(claimed))
+    names = []
+    for name in claimed:
+        owner = live_owner(name)
+        if owner is None:
+            names.append(name)
+        else:
+            report.skipped.append(f"{name} (node shell pid {owner.pid}, lab pid {owner.ppid})")
     inodes = {inode for inode in map(namespaces.netns_inode, names) if inode is not None}
     if state is not None:
         inodes |= _recorded_inodes(state)
     procs = namespaces.processes_in(inodes)
     namespaces.terminate([p.pid for p in procs])
     report.processes = [str(p) for p in procs]
-    report.namespaces = namespaces.delete(names)
+    report.namespaces = namespaces.delete(sorted(names))
     if state is not None:
         report.interfaces = _delete_root_interfaces(state.interface_names)
     if remove_state(run.state_path):
         report.state_file = str(run.state_path)
     return report
+
+
+def live_owner(name: str) -> namespaces.Process | None:
+    """The node shell in namespace ``name`` whose parent (the lab process) still runs."""
+    inode = namespaces.netns_inode(name)
+    if inode is None:
+        return None
+    for proc in namespaces.processes_in([inode]):
+        if proc.node_shell is not None and proc.ppid > 1 and namespaces.is_alive(proc.ppid):
+            return proc
+    return None
 
 
 def _recorded_inodes(state: LabState) -> set[int]:

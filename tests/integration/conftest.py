@@ -1,6 +1,7 @@
-"""Fixtures of the integration tier: a private run directory for the whole session, the
-topology files, and ``probe``, which looks at the lab from outside Mininet, through the
-named namespaces ``srv6lab-<node>`` an engineer would use."""
+"""Fixtures of the integration tier: a private run directory for the whole session,
+private namespace names per module (``private_netns``), the topology files, and ``probe``,
+which looks at the lab from outside Mininet, through the named namespaces
+(``srv6lab-<node>``) an engineer would use."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from controller.topology import Topology, load
 
 ROOT = Path(__file__).resolve().parents[2]
 TOPOLOGIES = ROOT / "topologies"
+PRIVATE_PREFIX = f"srv6lab-it{os.getpid()}-"
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -35,6 +37,25 @@ def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
         os.environ["SRV6LAB_RUN_DIR"] = saved
 
 
+@pytest.fixture(scope="module")
+def private_netns() -> Iterator[str]:
+    """Name this module's lab namespaces ``srv6lab-it<pid>-<node>`` instead of
+    ``srv6lab-<node>``, so that test sessions running side by side on the machine (and an
+    engineer's own lab) never compete for the same names. Yields the prefix."""
+    saved = os.environ.get("SRV6LAB_NETNS_PREFIX")
+    os.environ["SRV6LAB_NETNS_PREFIX"] = PRIVATE_PREFIX
+    yield PRIVATE_PREFIX
+    if saved is None:
+        del os.environ["SRV6LAB_NETNS_PREFIX"]
+    else:
+        os.environ["SRV6LAB_NETNS_PREFIX"] = saved
+
+
+def netns_of(node: str) -> str:
+    """The namespace name of a lab node, with the prefix in force."""
+    return (os.environ.get("SRV6LAB_NETNS_PREFIX") or "srv6lab-") + node
+
+
 @pytest.fixture(scope="session")
 def topology() -> Callable[[str], Topology]:
     """``topology("line-3")`` loads ``topologies/line-3.yaml``."""
@@ -46,7 +67,7 @@ class Probe:
 
     def run(self, node: str, *command: str, check: bool = True) -> str:
         proc = subprocess.run(
-            ["ip", "netns", "exec", f"srv6lab-{node}", *command],
+            ["ip", "netns", "exec", netns_of(node), *command],
             capture_output=True,
             text=True,
             check=False,
@@ -78,7 +99,7 @@ class Probe:
                 "ip",
                 "netns",
                 "exec",
-                f"srv6lab-{node}",
+                netns_of(node),
                 "ping",
                 "-6",
                 "-n",
@@ -103,23 +124,47 @@ def probe() -> Probe:
     return Probe()
 
 
+def _node_names() -> frozenset[str]:
+    names = set()
+    for path in TOPOLOGIES.glob("*.yaml"):
+        topo = load(path)
+        names |= {s.name for s in topo.switches} | {h.name for h in topo.hosts}
+    return frozenset(names)
+
+
+LAB_NODE_NAMES = _node_names()
+
+
 def lab_namespaces() -> list[str]:
+    """Namespaces named for a node of a shipped topology with the prefix in force
+    (``srv6lab-s1``): other tools' namespaces that merely start with ``srv6lab-`` are not
+    the lab's."""
     netns = Path("/run/netns")
     if not netns.is_dir():
         return []
-    return sorted(p.name for p in netns.iterdir() if p.name.startswith("srv6lab-"))
+    names = {netns_of(node) for node in LAB_NODE_NAMES}
+    return sorted(p.name for p in netns.iterdir() if p.name in names)
 
 
-def mininet_shells() -> list[int]:
+def mininet_shells(run: Path) -> list[int]:
+    """Node shells of this session's labs: children of this process (labs run through the
+    API) or of a process whose environment names this session's run directory (labs run
+    through the CLI). Other sessions' labs on the machine are not ours to judge."""
+    mine = f"SRV6LAB_RUN_DIR={run}".encode()
     found = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
         try:
             cmdline = (entry / "cmdline").read_bytes()
+            if b"mininet:" not in cmdline or b"bash" not in cmdline:
+                continue
+            stat = (entry / "stat").read_text()
+            ppid = int(stat[stat.rindex(")") + 2 :].split()[1])
+            parent_env = Path(f"/proc/{ppid}/environ").read_bytes().split(b"\0")
         except (FileNotFoundError, ProcessLookupError):
             continue  # gone meanwhile
-        if b"mininet:" in cmdline and b"bash" in cmdline:
+        if ppid == os.getpid() or mine in parent_env:
             found.append(int(entry.name))
     return found
 
@@ -133,7 +178,7 @@ class Leftovers:
     def now(self) -> dict[str, object]:
         return {
             "namespaces": lab_namespaces(),
-            "node shells": mininet_shells(),
+            "node shells": mininet_shells(self.run),
             "state file": (self.run / "state.json").exists(),
         }
 
@@ -159,7 +204,11 @@ class Cli:
     """Runs ``srv6lab`` as a user would, with the session's run directory."""
 
     def __init__(self, run: Path) -> None:
-        self.env = {**os.environ, "SRV6LAB_RUN_DIR": str(run)}
+        self.run = run
+
+    @property
+    def env(self) -> dict[str, str]:
+        return {**os.environ, "SRV6LAB_RUN_DIR": str(self.run)}
 
     def __call__(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
         return subprocess.run(

@@ -22,7 +22,7 @@ from lab.runtime import LabLock, RunDir
 from lab.session import running_lab, stop_lab
 from lab.sweep import SweepReport
 
-pytestmark = pytest.mark.root
+pytestmark = [pytest.mark.root, pytest.mark.usefixtures("private_netns")]
 
 LINE3 = "topologies/line-3.yaml"
 
@@ -119,14 +119,16 @@ def test_lab_down_stops_a_foreground_lab(
 
 
 @pytest.fixture
-def crashed(cli: Any, run_dir: Path, leftovers: Any) -> Iterator[subprocess.Popen[bytes]]:
+def crashed(
+    cli: Any, run_dir: Path, leftovers: Any, private_netns: str
+) -> Iterator[subprocess.Popen[bytes]]:
     """A detached line-3 whose lab process was killed with SIGKILL, with a process
     started inside h1 still running. Yields that process."""
     up = cli("lab", "up", LINE3, "--detach")
     assert up.returncode == 0, up.stdout + up.stderr
     state = json.loads((run_dir / "state.json").read_text())
     stray = subprocess.Popen(
-        ["ip", "netns", "exec", "srv6lab-h1", "sleep", "600"], start_new_session=True
+        ["ip", "netns", "exec", f"{private_netns}h1", "sleep", "600"], start_new_session=True
     )
     try:
         os.kill(state["pid"], signal.SIGKILL)
@@ -149,15 +151,16 @@ def _wait_gone(pid: int, timeout: float = 10) -> None:
 
 
 def test_lab_down_removes_what_a_crash_left(
-    crashed: subprocess.Popen[bytes], cli: Any, leftovers: Any
+    crashed: subprocess.Popen[bytes], cli: Any, leftovers: Any, private_netns: str
 ) -> None:
     down = cli("lab", "down")
     assert down.returncode == 0, down.stderr
     out = down.stdout
     assert "lab line-3 (pid" in out and "had ended without cleaning up" in out, out
     assert "removed what a crashed run left behind:" in out
-    assert f"pid {crashed.pid} (ip netns exec srv6lab-h1 sleep 600)" in out or "sleep 600" in out
-    assert "5 namespaces: srv6lab-h1, srv6lab-h2, srv6lab-s1, srv6lab-s2, srv6lab-s3" in out
+    assert f"1 process: pid {crashed.pid} (sleep 600)" in out, out
+    names = ", ".join(f"{private_netns}{n}" for n in ("h1", "h2", "s1", "s2", "s3"))
+    assert f"5 namespaces: {names}" in out, out
     assert crashed.wait(timeout=10) != 0
     leftovers.assert_none(timeout=0)
 
@@ -173,3 +176,28 @@ def test_the_next_lab_up_removes_what_a_crash_left(
     assert any("sleep 600" in p for p in reports[0].processes)
     assert crashed.wait(timeout=10) != 0
     leftovers.assert_none(timeout=0)
+
+
+@pytest.fixture
+def foreign_namespace(private_netns: str) -> Iterator[str]:
+    """A namespace with a lab node's name that no lab state claims (another tool's, or
+    a lab's whose state file is gone)."""
+    name = f"{private_netns}h1"
+    subprocess.run(["ip", "netns", "add", name], check=True)
+    try:
+        yield name
+    finally:
+        subprocess.run(["ip", "netns", "delete", name], check=False)
+
+
+def test_unclaimed_namespaces_are_never_removed(
+    foreign_namespace: str, topology: Callable[[str], Topology], cli: Any
+) -> None:
+    with pytest.raises(LabError) as err, running_lab(topology("line-3")):
+        pytest.fail("the lab started over a namespace it does not own")
+    assert f"namespaces {foreign_namespace} exist, but no lab state" in str(err.value)
+    assert "ip netns delete" in str(err.value)
+    down = cli("lab", "down")
+    assert down.returncode == 0
+    assert "no lab state here claims them" in down.stdout and foreign_namespace in down.stdout
+    assert Path("/run/netns", foreign_namespace).exists()

@@ -9,13 +9,13 @@ from typing import Any
 
 import pytest
 
-pytestmark = pytest.mark.root
+pytestmark = [pytest.mark.root, pytest.mark.usefixtures("private_netns")]
 
 LINE3 = "topologies/line-3.yaml"
 
 
 @pytest.fixture(scope="module")
-def detached(cli: Any, leftovers: Any) -> Iterator[str]:
+def detached(private_netns: str, cli: Any, leftovers: Any) -> Iterator[str]:
     """line-3 started with --detach; stopped with `lab down` at the end, checked."""
     up = cli("lab", "up", LINE3, "--detach")
     try:

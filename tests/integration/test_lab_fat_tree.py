@@ -11,11 +11,11 @@ import pytest
 from controller.topology import Topology
 from lab.session import RunningLab, running_lab
 
-pytestmark = pytest.mark.root
+pytestmark = [pytest.mark.root, pytest.mark.usefixtures("private_netns")]
 
 
 @pytest.fixture(scope="module")
-def fat_tree(topology: Callable[[str], Topology]) -> Iterator[RunningLab]:
+def fat_tree(private_netns: str, topology: Callable[[str], Topology]) -> Iterator[RunningLab]:
     with running_lab(topology("fat-tree-4")) as lab:
         yield lab
 

@@ -11,11 +11,11 @@ import pytest
 from controller.topology import Topology
 from lab.session import RunningLab, running_lab
 
-pytestmark = pytest.mark.root
+pytestmark = [pytest.mark.root, pytest.mark.usefixtures("private_netns")]
 
 
 @pytest.fixture(scope="module")
-def pod(topology: Callable[[str], Topology]) -> Iterator[RunningLab]:
+def pod(private_netns: str, topology: Callable[[str], Topology]) -> Iterator[RunningLab]:
     with running_lab(topology("gpu-pod-2plane")) as lab:
         yield lab
 

@@ -12,22 +12,22 @@ from controller.topology import Topology
 from lab.errors import LabBusy
 from lab.session import RunningLab, running_lab
 
-pytestmark = pytest.mark.root
+pytestmark = [pytest.mark.root, pytest.mark.usefixtures("private_netns")]
 
 
 @pytest.fixture(scope="module")
-def line3(topology: Callable[[str], Topology]) -> Iterator[RunningLab]:
+def line3(private_netns: str, topology: Callable[[str], Topology]) -> Iterator[RunningLab]:
     with running_lab(topology("line-3")) as lab:
         yield lab
 
 
-def test_state_file_describes_the_ready_lab(line3: RunningLab) -> None:
+def test_state_file_describes_the_ready_lab(line3: RunningLab, private_netns: str) -> None:
     state = line3.run.state()
     assert state is not None and state.ready
     assert state.topology == "line-3"
     assert state.switch_kind == "kernel"
     assert sorted(state.nodes) == ["h1", "h2", "s1", "s2", "s3"]
-    assert state.nodes["s1"].netns == "srv6lab-s1"
+    assert state.nodes["s1"].netns == f"{private_netns}s1"
     assert state.nodes["s1"].switch_kind == "kernel"
     phases = [s.text.split()[0] for s in state.steps]
     assert phases == ["starting", "creating", "configuring", "waiting"]

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from mininet.net import Mininet
 
-pytestmark = pytest.mark.root
+pytestmark = [pytest.mark.root, pytest.mark.usefixtures("private_netns")]
 
 ROOT = Path(__file__).resolve().parents[2]
 CUSTOM = ROOT / "mininet" / "srv6lab.py"

@@ -76,6 +76,8 @@ def test_state_round_trip(tmp_path: Path) -> None:
         pid=42,
         started_at=time.time(),
         counts={"switches": 3, "hosts": 2, "links": 4},
+        node_names=["s1", "s2", "s3", "h1", "h2"],
+        netns_prefix="srv6lab-",
         interface_names=["s1-eth1"],
         links=[LinkInfo("s1-s2", "s1:s1-eth2", "s2:s2-eth1", 100.0)],
     )
@@ -120,3 +122,15 @@ def test_run_commands_names_the_failed_command_and_stops() -> None:
     message = str(err.value)
     assert message.startswith("doing x: command failed in node n1 (exit 2): ls /nonexistent-dir")
     assert "No such file or directory" in message and "never" not in message
+
+
+def test_namespace_prefix(monkeypatch: pytest.MonkeyPatch) -> None:
+    from lab import namespaces
+
+    monkeypatch.delenv("SRV6LAB_NETNS_PREFIX", raising=False)
+    assert namespaces.netns_name("s1") == "srv6lab-s1"
+    monkeypatch.setenv("SRV6LAB_NETNS_PREFIX", "t42-")
+    assert namespaces.netns_name("s1") == "t42-s1"
+    monkeypatch.setenv("SRV6LAB_NETNS_PREFIX", "a/b")
+    with pytest.raises(LabError, match="SRV6LAB_NETNS_PREFIX='a/b' is not a usable"):
+        namespaces.netns_name("s1")
