@@ -74,6 +74,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     lab_interfaces = {i.name for link in topo.links for i in (link.a, link.b)}
+    prefix = os.environ.get("SRV6LAB_NETNS_PREFIX") or "srv6lab-"
+    lab_netns = {prefix + n.name for n in (*topo.switches, *topo.hosts)}
     load_before = os.getloadavg()
     print(
         f"lab up/down: {topo.name} ({len(topo.switches)} switches, {len(topo.hosts)} hosts, "
@@ -83,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{'run':>3}  {'up (s)':>7}  {'ready (s)':>9}  {'down (s)':>8}  left behind")
     runs: list[Run] = []
     for number in range(1, args.repeat + 1):
-        result = _one_run(number, args.file, lab_interfaces)
+        result = _one_run(number, args.file, lab_interfaces, lab_netns)
         if result is None:
             return 1
         runs.append(result)
@@ -136,7 +138,7 @@ def _srv6lab(*args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-def _one_run(number: int, file: str, lab_interfaces: set[str]) -> Run | None:
+def _one_run(number: int, file: str, lab_interfaces: set[str], lab_netns: set[str]) -> Run | None:
     started = time.monotonic()
     up = _srv6lab("lab", "up", file, "--detach")
     up_s = time.monotonic() - started
@@ -151,7 +153,7 @@ def _one_run(number: int, file: str, lab_interfaces: set[str]) -> Run | None:
     if down.returncode != 0:
         print(f"run {number}: lab down failed:\n{down.stdout}{down.stderr}", file=sys.stderr)
         return None
-    return Run(number, up_s, ready_s, down_s, _left_behind(lab_interfaces))
+    return Run(number, up_s, ready_s, down_s, _left_behind(lab_interfaces, lab_netns))
 
 
 def _ready_seconds(up_output: str) -> float:
@@ -161,11 +163,13 @@ def _ready_seconds(up_output: str) -> float:
     raise SystemExit(f"no 'ready in' line in the output of lab up:\n{up_output}")
 
 
-def _left_behind(lab_interfaces: set[str]) -> list[str]:
+def _left_behind(lab_interfaces: set[str], lab_netns: set[str]) -> list[str]:
+    """The lab's namespaces, interfaces with its names in the root namespace, and Mininet
+    node shells (any: run the benchmark when no other lab runs)."""
     found = []
     netns = Path("/run/netns")
     if netns.is_dir():
-        found += [p.name for p in netns.iterdir() if p.name.startswith("srv6lab-")]
+        found += sorted(p.name for p in netns.iterdir() if p.name in lab_netns)
     links = subprocess.run(
         ["ip", "-o", "link", "show"], capture_output=True, text=True, check=True
     ).stdout
