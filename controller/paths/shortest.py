@@ -15,7 +15,11 @@ from controller.paths.graph import INF, GraphLike, LinkRef, LiveGraph, NoPathErr
 
 def next_hop_table(live: LiveGraph, target: int) -> tuple[tuple[int, ...], ...]:
     """Per node index, the indexes of its equal-cost next hops toward ``target`` (empty for
-    ``target`` itself and for nodes that cannot reach it). Cached on the snapshot."""
+    ``target`` itself and for nodes that cannot reach it). Cached on the snapshot.
+
+    A next hop over a zero-cost link must also be one hop closer (fewest hops among the
+    cheapest paths), so that zero-cost links can never make a forwarding loop.
+    """
     tables: dict[int, tuple[tuple[int, ...], ...]] = live.caches.setdefault("next-hops", {})
     cached = tables.get(target)
     if cached is not None:
@@ -36,7 +40,7 @@ def next_hop_table(live: LiveGraph, target: int) -> tuple[tuple[int, ...], ...]:
                 for v, w, _ in row
                 if (v == target or not is_host[v])
                 and abs(du - w - dist[v]) <= tol
-                and hops[v] == hu
+                and (w > tol or hops[v] == hu)
             )
         )
     result = tuple(table)
@@ -142,7 +146,9 @@ def count_equal_cost_paths(
     hops = live.hops_to(t)
     count = [0] * len(live.names)
     count[t] = 1
-    order = sorted((u for u in range(len(live.names)) if dist[u] < INF), key=hops.__getitem__)
+    order = sorted(
+        (u for u in range(len(live.names)) if dist[u] < INF), key=lambda u: (dist[u], hops[u])
+    )
     for u in order:
         if u != t:
             count[u] = sum(count[v] for v in table[u])
