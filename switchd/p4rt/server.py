@@ -20,7 +20,7 @@ from collections.abc import AsyncIterator, Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import grpc
 from finsy.proto import p4i, p4r, p4r_grpc
@@ -49,7 +49,7 @@ from switchd.p4rt.pipeline import (
     load_p4info,
     p4info_differences,
 )
-from switchd.p4rt.store import EntityStore
+from switchd.p4rt.store import EntityStore, parse
 from switchd.p4rt.validate import (
     CounterWrite,
     EntityKey,
@@ -461,16 +461,16 @@ class P4RuntimeServer(p4r_grpc.P4RuntimeServicer):
             log.exception("Read failed")
             failure = RpcFailure(INTERNAL, f"Read: internal error: {exc!r}")
         else:
-            chunk: list[p4r.Entity] = []
+            chunk: list[bytes] = []
             size = 0
-            for entity in entities:
-                chunk.append(entity)
-                size += entity.ByteSize()
+            for data in entities:
+                chunk.append(data)
+                size += len(data)
                 if size >= READ_CHUNK_BYTES or len(chunk) >= READ_CHUNK_ENTITIES:
-                    yield p4r.ReadResponse(entities=chunk)
+                    yield _read_response(chunk)
                     chunk, size = [], 0
             if chunk:
-                yield p4r.ReadResponse(entities=chunk)
+                yield _read_response(chunk)
             if all(e is None for e in errors):
                 return
             failure = batch_failure("Read", errors)
@@ -481,7 +481,7 @@ class P4RuntimeServer(p4r_grpc.P4RuntimeServicer):
 
     async def _read(
         self, pipeline: Pipeline, request: p4r.ReadRequest
-    ) -> tuple[list[p4r.Entity], list[P4RuntimeError | None]]:
+    ) -> tuple[list[bytes], list[P4RuntimeError | None]]:
         reader = _Reader(pipeline)
         errors: list[P4RuntimeError | None] = []
         for entity in request.entities:
@@ -691,6 +691,8 @@ class _Batch:
             await self._set_counter(v.key, v.change.after, data)
 
     async def _counter_write(self, w: CounterWrite) -> P4RuntimeError | None:
+        if w.data is None:
+            return None
         try:
             await self._set_counter(w.key, w.entry, w.data)
         except Exception as exc:
@@ -723,19 +725,21 @@ class _CounterJob:
     """where in the output; the entity there is replaced by one with the counter filled"""
     table_id: int
     key: bytes
-    entry: p4r.Entity
+    entry: bytes
+    """the stored entity, serialized"""
     as_direct_counter_entry: bool
 
 
 class _Reader:
     """The entities one ReadRequest selects, taken from the store in one go (a consistent
-    snapshot); direct counters are read from the data plane afterwards, in one call."""
+    snapshot of serialized entities); direct counters are read from the data plane
+    afterwards, in one call."""
 
     def __init__(self, pipeline: Pipeline) -> None:
         self.index = pipeline.index
         self.store = pipeline.store
         self.validator = pipeline.validator
-        self.out: list[p4r.Entity] = []
+        self.out: list[bytes] = []
         self.counters: list[_CounterJob] = []
 
     def read(self, entity: p4r.Entity) -> None:
@@ -770,46 +774,42 @@ class _Reader:
             return
         raise P4RuntimeError(UNIMPLEMENTED, f"reading {which} is not supported by switchd")
 
-    def _select(self, te: p4r.TableEntry) -> list[tuple[int, bytes, p4r.Entity]]:
-        """(table id, key, entity) of the entries a TableEntry filter selects."""
+    def _select(self, te: p4r.TableEntry) -> list[tuple[int, bytes, bytes]]:
+        """(table id, key, serialized entity) of the entries a TableEntry filter selects;
+        default entries have the key b""."""
         if te.table_id == 0:
             if te.match:
                 raise invalid("a read of all tables (table_id 0) cannot filter by match")
             if te.is_default_action:
-                return [(e.table_entry.table_id, b"", e) for e in self.store.default_entries()]
-            pairs = [(e.table_entry.table_id, k, e) for k, e in self.store.table_entries()]
+                return [
+                    (e.table_entry.table_id, b"", e.SerializeToString())
+                    for e in self.store.default_entries()
+                ]
+            rows = self.store.table_entries()
         else:
             table = self.index.table(te.table_id)
             if te.is_default_action:
                 if te.match or te.priority:
                     raise invalid(f"table {table.name}: a default entry has no match or priority")
-                return [(table.id, b"", self.store.default_entry(table.id))]
+                return [(table.id, b"", self.store.default_entry(table.id).SerializeToString())]
             if te.match:
-                key = self.validator.match(table, te).key
+                key = self.validator.match_key(table, te)
                 found = self.store.table_entry(table.id, key)
-                pairs = [] if found is None else [(table.id, key, found)]
+                rows = [] if found is None else [(table.id, key, found.SerializeToString())]
             else:
-                pairs = [(table.id, k, e) for k, e in self.store.table_entries(table.id)]
-        if te.priority and not te.match:
-            pairs = [p for p in pairs if p[2].table_entry.priority == te.priority]
-        if te.controller_metadata:
-            pairs = [
-                p for p in pairs if p[2].table_entry.controller_metadata == te.controller_metadata
-            ]
-        if te.metadata:
-            pairs = [p for p in pairs if p[2].table_entry.metadata == te.metadata]
-        if te.HasField("action") and te.action.WhichOneof("type") == "action":
-            action_id = te.action.action.action_id
-            pairs = [p for p in pairs if p[2].table_entry.action.action.action_id == action_id]
-        return pairs
+                rows = self.store.table_entries(table.id)
+        by_action = te.HasField("action") and te.action.WhichOneof("type") == "action"
+        if (te.priority and not te.match) or te.controller_metadata or te.metadata or by_action:
+            rows = [r for r in rows if _matches_filter(parse(r[2]).table_entry, te, by_action)]
+        return rows
 
     def _table_entries(self, te: p4r.TableEntry) -> None:
-        selected = self._select(te)
+        rows = self._select(te)
         want_counters = te.HasField("counter_data")
-        for table_id, key, entity in selected:
+        for table_id, key, data in rows:
             if want_counters and key and self.index.tables[table_id].direct_counter_id:
-                self.counters.append(_CounterJob(len(self.out), table_id, key, entity, False))
-            self.out.append(entity)
+                self.counters.append(_CounterJob(len(self.out), table_id, key, data, False))
+            self.out.append(data)
 
     def _direct_counters(self, dce: p4r.DirectCounterEntry) -> None:
         te = dce.table_entry
@@ -821,14 +821,14 @@ class _Reader:
                 raise P4RuntimeError(
                     UNIMPLEMENTED, f"table {table.name}: the default entry has no direct counter"
                 )
-        selected = self._select(te)
-        if te.table_id and te.match and not selected:
+        rows = self._select(te)
+        if te.table_id and te.match and not rows:
             raise P4RuntimeError(NOT_FOUND, "no table entry matches the DirectCounterEntry")
-        for table_id, key, entity in selected:
+        for table_id, key, data in rows:
             if not key or not self.index.tables[table_id].direct_counter_id:
                 continue
-            self.counters.append(_CounterJob(len(self.out), table_id, key, entity, True))
-            self.out.append(entity)
+            self.counters.append(_CounterJob(len(self.out), table_id, key, data, True))
+            self.out.append(data)
 
     def _members(self, m: p4r.ActionProfileMember) -> None:
         if not m.action_profile_id:
@@ -840,7 +840,7 @@ class _Reader:
         if m.member_id:
             found = self.store.member(profile.id, m.member_id)
             if found is not None:
-                self.out.append(found)
+                self.out.append(found.SerializeToString())
         else:
             self.out.extend(self.store.members(profile.id))
 
@@ -856,7 +856,7 @@ class _Reader:
         if g.group_id:
             found = self.store.group(profile.id, g.group_id)
             if found is not None:
-                self.out.append(found)
+                self.out.append(found.SerializeToString())
         else:
             self.out.extend(self.store.groups(profile.id))
 
@@ -876,19 +876,47 @@ class _Reader:
             if base is not None:
                 value = CounterValue(value.packets - base.packets, value.bytes - base.bytes)
             data = p4r.CounterData(packet_count=value.packets, byte_count=value.bytes)
-            src = job.entry.table_entry
+            src = parse(job.entry).table_entry
             if job.as_direct_counter_entry:
                 key_only = p4r.TableEntry(
                     table_id=src.table_id, match=src.match, priority=src.priority
                 )
-                self.out[job.position] = p4r.Entity(
+                out = p4r.Entity(
                     direct_counter_entry=p4r.DirectCounterEntry(table_entry=key_only, data=data)
                 )
             else:
-                te = p4r.TableEntry()
-                te.CopyFrom(src)
-                te.counter_data.CopyFrom(data)
-                self.out[job.position] = p4r.Entity(table_entry=te)
+                out = p4r.Entity(table_entry=src)
+                out.table_entry.counter_data.CopyFrom(data)
+            self.out[job.position] = out.SerializeToString()
+
+
+def _matches_filter(entry: p4r.TableEntry, te: p4r.TableEntry, by_action: bool) -> bool:
+    if te.priority and not te.match and entry.priority != te.priority:
+        return False
+    if te.controller_metadata and entry.controller_metadata != te.controller_metadata:
+        return False
+    if te.metadata and entry.metadata != te.metadata:
+        return False
+    return not by_action or entry.action.action.action_id == te.action.action.action_id
+
+
+def _read_response(entities: list[bytes]) -> p4r.ReadResponse:
+    """A ReadResponse of serialized entities (field 1, length-delimited), parsed in one go."""
+    parts: list[bytes] = []
+    for data in entities:
+        parts.append(b"\x0a")
+        parts.append(_varint(len(data)))
+        parts.append(data)
+    return cast(p4r.ReadResponse, p4r.ReadResponse.FromString(b"".join(parts)))
+
+
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    while n > 0x7F:
+        out.append((n & 0x7F) | 0x80)
+        n >>= 7
+    out.append(n)
+    return bytes(out)
 
 
 # Entity kinds switchd does not implement: (P4Info list, the entity's id field).
@@ -903,7 +931,7 @@ _UNSUPPORTED_KINDS: dict[str, tuple[str, str]] = {
 
 
 def _read_counters(dataplane: Dataplane, jobs: list[_CounterJob]) -> list[CounterValue | None]:
-    return [dataplane.direct_counter(job.entry.table_entry) for job in jobs]
+    return [dataplane.direct_counter(parse(job.entry).table_entry) for job in jobs]
 
 
 def _stream_error(code: int, message: str, **details: Any) -> p4r.StreamMessageResponse:

@@ -73,7 +73,7 @@ def canonical(value: bytes, bitwidth: int, what: str) -> bytes:
     accepted, as the specification requires); INVALID_ARGUMENT otherwise."""
     if not value:
         raise invalid(f"{what}: empty bytestring")
-    short = value.lstrip(b"\x00") or b"\x00"
+    short = value if value[0] or len(value) == 1 else (value.lstrip(b"\x00") or b"\x00")
     bits = (len(short) - 1) * 8 + short[0].bit_length()
     if bits > bitwidth:
         raise invalid(f"{what}: value 0x{value.hex()} does not fit in {bitwidth} bits")
@@ -96,10 +96,8 @@ class MatchFieldInfo:
     match_type: int
     """a p4i.MatchField.MatchType; UNSPECIFIED for an architecture-specific match kind"""
     other_match_type: str
-
-    @property
-    def kind(self) -> str:
-        return _KIND_OF_TYPE.get(self.match_type, self.other_match_type or "unspecified")
+    kind: str
+    """the FieldMatch oneof that carries its value (exact, lpm ...), or the other kind's name"""
 
 
 @dataclass(frozen=True, slots=True)
@@ -177,6 +175,10 @@ class P4InfoIndex:
                     f.bitwidth,
                     f.match_type if f.WhichOneof("match") == "match_type" else 0,
                     f.other_match_type,
+                    _KIND_OF_TYPE.get(
+                        f.match_type if f.WhichOneof("match") == "match_type" else 0,
+                        f.other_match_type or "unspecified",
+                    ),
                 )
                 for f in table.match_fields
             }
@@ -276,15 +278,8 @@ class CounterWrite:
 
     key: EntityKey
     entry: p4r.Entity
-    data: p4r.CounterData
-
-
-@dataclass(frozen=True, slots=True)
-class TableMatch:
-    """A canonical match: the fields sorted by id, and the key they make with the priority."""
-
-    fields: list[p4r.FieldMatch]
-    key: bytes
+    data: p4r.CounterData | None
+    """None: the request leaves the counter as it is"""
 
 
 class Validator:
@@ -338,9 +333,13 @@ class Validator:
             )
         if not table.fields and utype == INSERT:
             raise invalid(f"table {table.name} has no match key: only its default entry exists")
-        match = self.match(table, te)
-        key: EntityKey = ("table", table.id, match.key)
-        before = self.store.table_entry(table.id, match.key)
+        # The entity is validated and made canonical in a copy, which is then stored as is.
+        entity = p4r.Entity()
+        after = entity.table_entry
+        after.CopyFrom(te)
+        match_key = self.canonical_match(table, after)
+        key: EntityKey = ("table", table.id, match_key)
+        before = self.store.table_entry(table.id, match_key)
         if utype == DELETE:
             if before is None:
                 raise P4RuntimeError(NOT_FOUND, f"table {table.name}: no such entry")
@@ -351,24 +350,17 @@ class Validator:
             raise P4RuntimeError(NOT_FOUND, f"table {table.name}: no such entry")
         self._check_entry_extras(table, te)
         counter = self._counter_data(table, te)
-        refs: tuple[EntityKey, ...] = ()
+        if counter is not None:
+            after.ClearField("counter_data")
         if te.HasField("action"):
-            action, refs = self._table_action(table, te.action)
+            refs = self._table_action(table, after.action)
         elif utype == INSERT:
             raise invalid(f"table {table.name}: an INSERT needs an action")
         else:
             assert before is not None
-            action = before.table_entry.action
+            after.action.CopyFrom(before.table_entry.action)
             refs = self.store.refs_of(before)
-        after = p4r.TableEntry(
-            table_id=table.id,
-            match=match.fields,
-            action=action,
-            priority=te.priority,
-            controller_metadata=te.controller_metadata,
-            metadata=te.metadata,
-        )
-        change = Change(_CHANGE_KIND[utype], before, p4r.Entity(table_entry=after))
+        change = Change(_CHANGE_KIND[utype], before, entity)
         return Validated(change, key, refs, counter)
 
     def _default_entry(self, utype: int, table: TableInfo, te: p4r.TableEntry) -> Validated:
@@ -393,15 +385,14 @@ class Validator:
                 UNIMPLEMENTED, f"table {table.name}: the default entry has no direct counter here"
             )
         if te.HasField("action"):
-            action, _ = self._table_action(table, te.action, default=True)
-            after = p4r.TableEntry(
-                table_id=table.id,
-                action=action,
-                is_default_action=True,
-                controller_metadata=te.controller_metadata,
-                metadata=te.metadata,
-            )
-            entity = p4r.Entity(table_entry=after)
+            entity = p4r.Entity()
+            after = entity.table_entry
+            after.table_id = table.id
+            after.is_default_action = True
+            after.controller_metadata = te.controller_metadata
+            after.metadata = te.metadata
+            after.action.CopyFrom(te.action)
+            self._table_action(table, after.action, default=True)
         else:
             entity = self.store.initial_default_entry(table.id)
         before = self.store.default_entry(table.id)
@@ -439,53 +430,75 @@ class Validator:
             raise P4RuntimeError(
                 UNIMPLEMENTED, f"table {table.name}: the default entry has no direct counter here"
             )
-        match = self.match(table, te)
-        entry = self.store.table_entry(table.id, match.key)
+        match_key = self.match_key(table, te)
+        entry = self.store.table_entry(table.id, match_key)
         if entry is None:
             raise P4RuntimeError(NOT_FOUND, f"table {table.name}: no such entry")
+        # "if this field is not set, the counter value is not modified"
         data = dce.data if dce.HasField("data") else None
-        if data is None:
-            # "if this field is not set, the counter value is not modified"
-            return CounterWrite(("table", table.id, match.key), entry, p4r.CounterData())
-        return CounterWrite(("table", table.id, match.key), entry, data)
+        return CounterWrite(("table", table.id, match_key), entry, data)
 
     # -- match keys and actions -------------------------------------------------------------
 
-    def match(self, table: TableInfo, te: p4r.TableEntry) -> TableMatch:
-        """The canonical match of a table entry (also used to look entries up in reads)."""
-        fields: list[p4r.FieldMatch] = []
+    def match_key(self, table: TableInfo, te: p4r.TableEntry) -> bytes:
+        """The store key of a table entry's match (the entry itself is not changed)."""
+        copy = p4r.TableEntry()
+        copy.match.extend(te.match)
+        copy.priority = te.priority
+        return self.canonical_match(table, copy)
+
+    def canonical_match(self, table: TableInfo, te: p4r.TableEntry) -> bytes:
+        """Validate the match and priority of ``te`` and make them canonical, in place: values
+        in their shortest form, fields sorted by id. Returns the entry's key in the store."""
+        fields = table.fields
         seen: set[int] = set()
+        keyed: list[tuple[int, bytes]] = []
+        last = 0
+        ordered = True
         for fm in te.match:
-            field = table.fields.get(fm.field_id)
+            field_id = fm.field_id
+            field = fields.get(field_id)
             if field is None:
-                raise invalid(f"table {table.name}: unknown match field id {fm.field_id}")
-            if fm.field_id in seen:
+                raise invalid(f"table {table.name}: unknown match field id {field_id}")
+            if field_id in seen:
                 raise invalid(f"table {table.name}: match field {field.name} given twice")
-            seen.add(fm.field_id)
-            fields.append(_canonical_field(table, field, fm))
+            seen.add(field_id)
+            if field_id < last:
+                ordered = False
+            last = field_id
+            keyed.append((field_id, _canonical_field(table, field, fm)))
         for field_id in table.exact_fields:
             if field_id not in seen:
                 raise invalid(
-                    f"table {table.name}: exact match field {table.fields[field_id].name} "
+                    f"table {table.name}: exact match field {fields[field_id].name} "
                     "is missing (an exact match cannot be omitted)"
                 )
+        priority = te.priority
         if table.needs_priority:
-            if te.priority <= 0:
+            if priority <= 0:
                 raise invalid(
                     f"table {table.name} has ternary, range or optional fields: "
                     "entries need a priority above 0"
                 )
-        elif te.priority:
+        elif priority:
             raise invalid(f"table {table.name}: priority must be 0 (no ternary, range, optional)")
-        fields.sort(key=lambda f: f.field_id)
-        key = b"".join(f.SerializeToString() for f in fields) + te.priority.to_bytes(
-            4, "big", signed=True
-        )
-        return TableMatch(fields, key)
+        if not ordered:
+            copies = []
+            for fm in te.match:
+                copy = p4r.FieldMatch()
+                copy.CopyFrom(fm)
+                copies.append(copy)
+            copies.sort(key=lambda f: f.field_id)
+            del te.match[:]
+            te.match.extend(copies)
+            keyed.sort()
+        return b"".join(k for _, k in keyed) + priority.to_bytes(4, "big", signed=True)
 
     def _table_action(
         self, table: TableInfo, ta: p4r.TableAction, *, default: bool = False
-    ) -> tuple[p4r.TableAction, tuple[EntityKey, ...]]:
+    ) -> tuple[EntityKey, ...]:
+        """Validate a table entry's action, making it canonical in place; the members and
+        groups it refers to."""
         which = ta.WhichOneof("type")
         if table.implementation_id == 0:
             if which != "action":
@@ -493,8 +506,8 @@ class Validator:
                     f"table {table.name} is a direct table: its entries take an action, "
                     f"not {which or 'nothing'}"
                 )
-            action = self.action(ta.action, table.actions, f"table {table.name}", default)
-            return p4r.TableAction(action=action), ()
+            self.action(ta.action, table.actions, table.name, default)
+            return ()
         profile = self.index.action_profiles.get(table.implementation_id)
         if profile is None:
             raise invalid(
@@ -505,26 +518,22 @@ class Validator:
             member_id = ta.action_profile_member_id
             if member_id == 0:
                 raise invalid(f"table {table.name}: member id 0 is not valid")
-            if self.store.member(profile.id, member_id) is None:
+            if not self.store.has_member(profile.id, member_id):
                 raise P4RuntimeError(
                     NOT_FOUND, f"table {table.name}: no member {member_id} in {profile.name}"
                 )
-            return p4r.TableAction(action_profile_member_id=member_id), (
-                ("member", profile.id, member_id),
-            )
+            return (("member", profile.id, member_id),)
         if which == "action_profile_group_id":
             group_id = ta.action_profile_group_id
             if not profile.with_selector:
                 raise invalid(f"table {table.name}: {profile.name} has no selector, so no groups")
             if group_id == 0:
                 raise invalid(f"table {table.name}: group id 0 is not valid")
-            if self.store.group(profile.id, group_id) is None:
+            if not self.store.has_group(profile.id, group_id):
                 raise P4RuntimeError(
                     NOT_FOUND, f"table {table.name}: no group {group_id} in {profile.name}"
                 )
-            return p4r.TableAction(action_profile_group_id=group_id), (
-                ("group", profile.id, group_id),
-            )
+            return (("group", profile.id, group_id),)
         if which == "action_profile_action_set":
             raise P4RuntimeError(
                 UNIMPLEMENTED,
@@ -538,8 +547,9 @@ class Validator:
 
     def action(
         self, action: p4r.Action, allowed: dict[int, int], where: str, default: bool = False
-    ) -> p4r.Action:
-        """The canonical form of an action bound in ``where`` (``allowed``: id -> scope)."""
+    ) -> None:
+        """Validate an action bound in ``where`` (``allowed``: action id -> scope) and make it
+        canonical in place."""
         info = self.index.actions.get(action.action_id)
         if info is None:
             raise invalid(f"{where}: unknown action id {action.action_id}")
@@ -554,23 +564,37 @@ class Validator:
             raise P4RuntimeError(
                 PERMISSION_DENIED, f"{where}: action {info.name} can only be the default action"
             )
-        values: dict[int, bytes] = {}
+        params = info.params
+        seen: set[int] = set()
+        last = 0
+        ordered = True
         for param in action.params:
-            pinfo = info.params.get(param.param_id)
+            param_id = param.param_id
+            pinfo = params.get(param_id)
             if pinfo is None:
-                raise invalid(f"{where}: action {info.name} has no param id {param.param_id}")
-            if param.param_id in values:
+                raise invalid(f"{where}: action {info.name} has no param id {param_id}")
+            if param_id in seen:
                 raise invalid(f"{where}: action {info.name} param {pinfo.name} given twice")
-            values[param.param_id] = canonical(
-                param.value, pinfo.bitwidth, f"{where}: action {info.name} param {pinfo.name}"
+            seen.add(param_id)
+            if param_id < last:
+                ordered = False
+            last = param_id
+            value = param.value
+            if value and value[0] and len(value) * 8 <= pinfo.bitwidth:
+                continue  # canonical and fits: nothing to do
+            short = canonical(
+                value, pinfo.bitwidth, f"{where}: action {info.name} param {pinfo.name}"
             )
-        if len(values) != len(info.params):
-            missing = [p.name for p in info.params.values() if p.id not in values]
+            if short is not value:
+                param.value = short
+        if len(seen) != len(params):
+            missing = [p.name for p in params.values() if p.id not in seen]
             raise invalid(f"{where}: action {info.name} is missing param {', '.join(missing)}")
-        return p4r.Action(
-            action_id=info.id,
-            params=[p4r.Action.Param(param_id=i, value=values[i]) for i in sorted(values)],
-        )
+        if not ordered:
+            values = {p.param_id: p.value for p in action.params}
+            del action.params[:]
+            for param_id in sorted(values):
+                action.params.add(param_id=param_id, value=values[param_id])
 
     # -- action profiles --------------------------------------------------------------------
 
@@ -598,13 +622,13 @@ class Validator:
             raise P4RuntimeError(NOT_FOUND, f"{what} does not exist")
         if not m.HasField("action"):
             raise invalid(f"{what}: the action must be set")
-        action = self.action(m.action, profile.actions, what)
-        after = p4r.ActionProfileMember(
-            action_profile_id=profile.id, member_id=m.member_id, action=action
-        )
-        return Validated(
-            Change(_CHANGE_KIND[utype], before, p4r.Entity(action_profile_member=after)), key, ()
-        )
+        entity = p4r.Entity()
+        after = entity.action_profile_member
+        after.action_profile_id = profile.id
+        after.member_id = m.member_id
+        after.action.CopyFrom(m.action)
+        self.action(after.action, profile.actions, what)
+        return Validated(Change(_CHANGE_KIND[utype], before, entity), key, ())
 
     def group(self, utype: int, g: p4r.ActionProfileGroup) -> Validated:
         profile = self.index.action_profile(g.action_profile_id)
@@ -649,7 +673,7 @@ class Validator:
             if m.member_id in seen:
                 raise invalid(f"{what}: member {m.member_id} is listed twice (use its weight)")
             seen.add(m.member_id)
-            if self.store.member(profile.id, m.member_id) is None:
+            if not self.store.has_member(profile.id, m.member_id):
                 raise P4RuntimeError(
                     NOT_FOUND, f"{what}: member {m.member_id} does not exist in {profile.name}"
                 )
@@ -700,8 +724,24 @@ class Validator:
         return encode_int(port)
 
 
-def _canonical_field(table: TableInfo, field: MatchFieldInfo, fm: p4r.FieldMatch) -> p4r.FieldMatch:
+def _lp(value: bytes) -> bytes:
+    return len(value).to_bytes(2, "big") + value
+
+
+def _canonical_field(table: TableInfo, field: MatchFieldInfo, fm: p4r.FieldMatch) -> bytes:
+    """Validate one field match, make it canonical in place, and return its part of the
+    entry's key."""
     which = fm.WhichOneof("field_match_type")
+    if which == field.kind and which == "lpm":
+        # the common case first, without building messages for errors that do not happen
+        lpm = fm.lpm
+        plen = lpm.prefix_len
+        width = field.bitwidth
+        value = lpm.value
+        if 0 < plen <= width and value and (value[0] or len(value) == 1):
+            bits = (len(value) - 1) * 8 + value[0].bit_length()
+            if bits <= width and not int.from_bytes(value, "big") & ((1 << (width - plen)) - 1):
+                return field.id.to_bytes(4, "big") + _lp(value) + plen.to_bytes(2, "big")
     where = f"table {table.name} field {field.name}"
     if which is None:
         raise invalid(f"{where}: no match value is set")
@@ -710,47 +750,56 @@ def _canonical_field(table: TableInfo, field: MatchFieldInfo, fm: p4r.FieldMatch
     if which != field.kind:
         raise invalid(f"{where} is a {field.kind} match, got {which}")
     width = field.bitwidth
+    head = field.id.to_bytes(4, "big")
     if which == "exact":
-        return p4r.FieldMatch(
-            field_id=field.id,
-            exact=p4r.FieldMatch.Exact(value=canonical(fm.exact.value, width, where)),
-        )
+        exact = fm.exact
+        value = exact.value
+        short = canonical(value, width, where)
+        if short is not value:
+            exact.value = short
+        return head + _lp(short)
     if which == "lpm":
-        plen = fm.lpm.prefix_len
+        lpm = fm.lpm
+        plen = lpm.prefix_len
         if plen <= 0 or plen > width:
             raise invalid(
                 f"{where}: prefix length {plen} is outside 1..{width} "
                 "(a don't-care LPM match is omitted, not /0)"
             )
-        value = canonical(fm.lpm.value, width, where)
-        if int.from_bytes(value, "big") & ((1 << (width - plen)) - 1):
+        value = lpm.value
+        short = canonical(value, width, where)
+        if int.from_bytes(short, "big") & ((1 << (width - plen)) - 1):
             raise invalid(f"{where}: bits beyond the /{plen} prefix must be 0")
-        return p4r.FieldMatch(
-            field_id=field.id, lpm=p4r.FieldMatch.LPM(value=value, prefix_len=plen)
-        )
+        if short is not value:
+            lpm.value = short
+        return head + _lp(short) + plen.to_bytes(2, "big")
     if which == "ternary":
-        value = canonical(fm.ternary.value, width, where)
-        mask = canonical(fm.ternary.mask, width, f"{where} mask")
+        ternary = fm.ternary
+        value = canonical(ternary.value, width, where)
+        mask = canonical(ternary.mask, width, f"{where} mask")
         v, m = int.from_bytes(value, "big"), int.from_bytes(mask, "big")
         if m == 0:
             raise invalid(f"{where}: a zero mask is a don't-care match; omit the field instead")
         if v & ~m:
             raise invalid(f"{where}: value has bits set outside the mask")
-        return p4r.FieldMatch(
-            field_id=field.id, ternary=p4r.FieldMatch.Ternary(value=value, mask=mask)
-        )
+        ternary.value = value
+        ternary.mask = mask
+        return head + _lp(value) + _lp(mask)
     if which == "range":
-        low = canonical(fm.range.low, width, f"{where} low")
-        high = canonical(fm.range.high, width, f"{where} high")
+        rng = fm.range
+        low = canonical(rng.low, width, f"{where} low")
+        high = canonical(rng.high, width, f"{where} high")
         lo, hi = int.from_bytes(low, "big"), int.from_bytes(high, "big")
         if lo > hi:
             raise invalid(f"{where}: range low {lo} is above high {hi}")
         if lo == 0 and hi == (1 << width) - 1:
             raise invalid(f"{where}: the full range is a don't-care match; omit the field")
-        return p4r.FieldMatch(field_id=field.id, range=p4r.FieldMatch.Range(low=low, high=high))
+        rng.low = low
+        rng.high = high
+        return head + _lp(low) + _lp(high)
     if which == "optional":
-        return p4r.FieldMatch(
-            field_id=field.id,
-            optional=p4r.FieldMatch.Optional(value=canonical(fm.optional.value, width, where)),
-        )
+        optional = fm.optional
+        value = canonical(optional.value, width, where)
+        optional.value = value
+        return head + _lp(value)
     raise P4RuntimeError(UNIMPLEMENTED, f"{where}: match kind {which} is not supported")
