@@ -25,9 +25,10 @@ from typing import TYPE_CHECKING, Any, TypeVar, cast
 import grpc
 from finsy.proto import p4i, p4r, p4r_grpc
 
-from switchd.dataplane import Change, CounterValue, Dataplane, DataplaneError
+from switchd.dataplane import Change, ChangeKind, CounterValue, Dataplane, DataplaneError
 from switchd.p4rt.arbitration import Arbitration, Controller, election_id_of
 from switchd.p4rt.errors import (
+    ABORTED,
     ALREADY_EXISTS,
     FAILED_PRECONDITION,
     INTERNAL,
@@ -75,6 +76,16 @@ READ_CHUNK_ENTITIES = 4096
 _STORE_DEPENDENT = frozenset({NOT_FOUND, ALREADY_EXISTS, FAILED_PRECONDITION, RESOURCE_EXHAUSTED})
 
 _SET_ACTIONS = p4r.SetForwardingPipelineConfigRequest
+_ATOMICITIES = frozenset({p4r.WriteRequest.CONTINUE_ON_ERROR, p4r.WriteRequest.ROLLBACK_ON_ERROR})
+
+
+def _atomicity_name(value: int) -> str:
+    try:
+        return str(p4r.WriteRequest.Atomicity.Name(value))
+    except ValueError:
+        return str(value)
+
+
 _GET_TYPES = p4r.GetForwardingPipelineConfigRequest
 
 T = TypeVar("T")
@@ -425,11 +436,12 @@ class P4RuntimeServer(p4r_grpc.P4RuntimeServicer):
             self._check_role(request.role, request.role_id)
             self._check_primary(request)
             self._require_pipeline()
-            if request.atomicity != p4r.WriteRequest.CONTINUE_ON_ERROR:
+            if request.atomicity not in _ATOMICITIES:
                 raise RpcFailure(
                     UNIMPLEMENTED,
-                    f"atomicity {p4r.WriteRequest.Atomicity.Name(request.atomicity)} is not "
-                    "supported; switchd applies each update on its own (CONTINUE_ON_ERROR)",
+                    f"atomicity {_atomicity_name(request.atomicity)} is not supported; "
+                    "switchd supports CONTINUE_ON_ERROR and ROLLBACK_ON_ERROR (the kernel "
+                    "cannot switch a whole batch in one step, so no DATAPLANE_ATOMIC)",
                 )
             if not request.updates:
                 return p4r.WriteResponse()
@@ -446,7 +458,8 @@ class P4RuntimeServer(p4r_grpc.P4RuntimeServicer):
             # The primary or the pipeline may have changed while this write waited.
             self._check_primary(request)
             pipeline = self._require_pipeline()
-            return await _Batch(self, pipeline).run(request.updates)
+            rollback = request.atomicity == p4r.WriteRequest.ROLLBACK_ON_ERROR
+            return await _Batch(self, pipeline, rollback).run(request.updates)
 
     # -- Read -----------------------------------------------------------------------------
 
@@ -582,28 +595,54 @@ class P4RuntimeServer(p4r_grpc.P4RuntimeServicer):
 
 
 class _Batch:
-    """The updates of one WriteRequest, applied in order with CONTINUE_ON_ERROR semantics.
+    """The updates of one WriteRequest, applied in order.
 
     Updates are validated against the store and passed to the data plane together, in runs:
     an update that touches an entity an earlier update of the run touches (the same key, a
     member or group it refers to, or a reference count it depends on) first sends the run to
     the data plane and commits it, so that every update is validated against the state the
     earlier ones left, exactly as if they had been applied one by one.
+
+    CONTINUE_ON_ERROR (default): every update is attempted; each gets its own result.
+    ROLLBACK_ON_ERROR (``rollback``): at the first failure the remaining updates are not
+    attempted, and the applied ones are undone, newest first, by their inverse changes
+    (INSERT by DELETE, MODIFY by MODIFY back, DELETE by INSERT): all or nothing, in the data
+    plane and in the store. The failed update reports its error, every other one ABORTED.
     """
 
-    def __init__(self, server: P4RuntimeServer, pipeline: Pipeline) -> None:
+    def __init__(self, server: P4RuntimeServer, pipeline: Pipeline, rollback: bool = False) -> None:
         self.server = server
         self.pipeline = pipeline
+        self.rollback = rollback
         self.results: list[P4RuntimeError | None] = []
         self.run_items: list[tuple[int, Validated]] = []
         self.touched: set[EntityKey] = set()
         self.ref_profiles: set[int] = set()
+        self.applied: list[Validated] = []
+        """committed changes, in order (kept for a rollback)"""
+        self.counter_undo: list[tuple[int, bytes, CounterValue | None]] = []
+
+    def _failed(self) -> bool:
+        return any(r is not None for r in self.results)
 
     async def run(self, updates: Any) -> list[P4RuntimeError | None]:
         self.results = [None] * len(updates)
         for i, update in enumerate(updates):
+            if self.rollback and self._failed():
+                break
             await self._one(i, update)
-        await self._flush()
+        if not (self.rollback and self._failed()):
+            await self._flush()
+        if self.rollback and self._failed():
+            self.run_items.clear()  # validated, never applied
+            await self._undo()
+            first = next(i for i, r in enumerate(self.results) if r is not None)
+            for i, r in enumerate(self.results):
+                if r is None:
+                    self.results[i] = P4RuntimeError(
+                        ABORTED,
+                        f"not applied: update {first} failed in this ROLLBACK_ON_ERROR batch",
+                    )
         return self.results
 
     async def _one(self, i: int, update: p4r.Update) -> None:
@@ -654,41 +693,79 @@ class _Batch:
         deleting = v.change.after is None
         return deleting and kind in ("member", "group") and owner in self.ref_profiles
 
+    async def _apply(self, changes: list[Change]) -> list[P4RuntimeError | None]:
+        """Changes through the data plane; one result per change."""
+        try:
+            outcome = await self.server._in_dataplane(self.server.dataplane.apply, changes)
+        except Exception as exc:
+            log.exception("the data plane failed on a batch of %d changes", len(changes))
+            return [P4RuntimeError(INTERNAL, f"the data plane failed: {exc!r}")] * len(changes)
+        if not isinstance(outcome, list) or len(outcome) != len(changes):
+            log.error("the data plane answered %r for %d changes", outcome, len(changes))
+            error = P4RuntimeError(INTERNAL, "the data plane returned the wrong number of results")
+            return [error] * len(changes)
+        results: list[P4RuntimeError | None] = []
+        for err in outcome:
+            if err is None:
+                results.append(None)
+            elif isinstance(err, DataplaneError):
+                results.append(P4RuntimeError(code_from_name(err.code), err.message))
+            else:
+                results.append(P4RuntimeError(INTERNAL, f"the data plane answered {err!r}"))
+        return results
+
     async def _flush(self) -> None:
         if not self.run_items:
             return
         items, self.run_items = self.run_items, []
         self.touched.clear()
         self.ref_profiles.clear()
-        changes: list[Change] = [v.change for _, v in items]
-        try:
-            outcome = await self.server._in_dataplane(self.server.dataplane.apply, changes)
-        except Exception as exc:
-            log.exception("the data plane failed on a batch of %d changes", len(changes))
-            for i, _ in items:
-                self.results[i] = P4RuntimeError(INTERNAL, f"the data plane failed: {exc!r}")
-            return
-        if not isinstance(outcome, list) or len(outcome) != len(changes):
-            log.error("the data plane answered %r for %d changes", outcome, len(changes))
-            for i, _ in items:
-                self.results[i] = P4RuntimeError(
-                    INTERNAL, "the data plane returned the wrong number of results"
-                )
-            return
+        outcome = await self._apply([v.change for _, v in items])
         store = self.pipeline.store
-        counters: list[tuple[Validated, p4r.CounterData]] = []
+        counters: list[tuple[int, Validated, p4r.CounterData]] = []
         for (i, v), err in zip(items, outcome, strict=True):
             if err is None:
                 store.commit(v.key, v.change)
+                if self.rollback:
+                    self.applied.append(v)
                 if v.counter is not None:
-                    counters.append((v, v.counter))
-            elif isinstance(err, DataplaneError):
-                self.results[i] = P4RuntimeError(code_from_name(err.code), err.message)
+                    counters.append((i, v, v.counter))
             else:
-                self.results[i] = P4RuntimeError(INTERNAL, f"the data plane answered {err!r}")
-        for v, data in counters:
+                self.results[i] = err
+        for i, v, data in counters:
             assert v.change.after is not None
-            await self._set_counter(v.key, v.change.after, data)
+            try:
+                await self._set_counter(v.key, v.change.after, data)
+            except Exception as exc:
+                log.exception("setting a direct counter failed")
+                self.results[i] = P4RuntimeError(
+                    INTERNAL, f"the entry was written but its counter could not be set: {exc!r}"
+                )
+
+    async def _undo(self) -> None:
+        """Undo the applied changes, newest first (ROLLBACK_ON_ERROR)."""
+        store = self.pipeline.store
+        for table_id, key, base in reversed(self.counter_undo):
+            store.set_counter_base(table_id, key, base or CounterValue(0, 0))
+        if not self.applied:
+            return
+        undo = list(reversed(self.applied))
+        inverses = [_inverse(v.change) for v in undo]
+        outcome = await self._apply(inverses)
+        failed = 0
+        for v, inverse, err in zip(undo, inverses, outcome, strict=True):
+            if err is None:
+                store.commit(v.key, inverse)
+            else:
+                failed += 1
+                log.error("rollback: the data plane could not undo %s: %s", v.key[:2], err)
+        self.applied.clear()
+        if failed:
+            raise RpcFailure(
+                INTERNAL,
+                f"ROLLBACK_ON_ERROR: the data plane could not undo {failed} of {len(undo)} "
+                "applied updates; they stay applied (Read shows the switch as it is)",
+            )
 
     async def _counter_write(self, w: CounterWrite) -> P4RuntimeError | None:
         if w.data is None:
@@ -709,11 +786,22 @@ class _Batch:
             self.server.dataplane.direct_counter, entry.table_entry
         )
         raw = raw if raw is not None else CounterValue(0, 0)
-        self.pipeline.store.set_counter_base(
+        store = self.pipeline.store
+        if self.rollback:
+            self.counter_undo.append((table_id, ident, store.counter_base(table_id, ident)))
+        store.set_counter_base(
             table_id,
             ident,
             CounterValue(raw.packets - data.packet_count, raw.bytes - data.byte_count),
         )
+
+
+def _inverse(change: Change) -> Change:
+    if change.kind is ChangeKind.INSERT:
+        return Change(ChangeKind.DELETE, change.after, None)
+    if change.kind is ChangeKind.DELETE:
+        return Change(ChangeKind.INSERT, None, change.before)
+    return Change(ChangeKind.MODIFY, change.after, change.before)
 
 
 # -- Read -------------------------------------------------------------------------------------

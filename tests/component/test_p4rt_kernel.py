@@ -19,7 +19,7 @@ from switchd.p4rt.pipeline import DEFAULT_P4INFO_PATH
 
 PORTS = {1: "s1-eth1", 2: "s1-eth2"}
 PROTOCOL = 222
-OK, INVALID_ARGUMENT = 0, 3
+OK, INVALID_ARGUMENT, ABORTED = 0, 3, 10
 
 pytestmark = pytest.mark.skipif(
     not DEFAULT_P4INFO_PATH.exists(), reason="p4/build/srv6.p4info.txtpb not built"
@@ -174,6 +174,30 @@ def test_a_kernel_refusal_is_a_per_update_error_and_leaves_nothing(
             assert len(entries) == 1
             after = ip_json(netns, "nexthop", "show")
             assert len(after) == len(before) + 1
+
+    p4rt.run(scenario())
+
+
+def test_rollback_on_error_undoes_the_kernel_changes(p4rt: Any, netns: str, kernel: Any) -> None:
+    async def scenario() -> None:
+        async with p4rt.switchd(kernel(), p4info=DEFAULT_P4INFO_PATH, ports=None) as sw:
+            await sw.primary(10)
+            await sw.set_pipeline(srv6_p4info())
+            b = Srv6(p4rt).build
+            await sw.write([p4rt.insert(b.next_hop(1, 1))])
+            nexthops = ip_json(netns, "nexthop", "show")
+            codes = await sw.write_codes(
+                [
+                    p4rt.insert(b.next_hop(3, 2)),
+                    p4rt.insert(b.my_sid("fcbb:bb00:1::/48", "end")),
+                    p4rt.insert(b.next_hop(7, 7)),  # no port 7: the kernel data plane refuses
+                ],
+                atomicity=p4r.WriteRequest.ROLLBACK_ON_ERROR,
+            )
+            assert codes == [ABORTED, ABORTED, INVALID_ARGUMENT]
+            assert ip_json(netns, "nexthop", "show") == nexthops
+            assert routes(netns, "200") == {}
+            assert len(await sw.read(p4r.Entity(table_entry=p4r.TableEntry()))) == 1
 
     p4rt.run(scenario())
 

@@ -11,7 +11,7 @@ from finsy.proto import p4r
 
 from switchd.dataplane import ChangeKind, DataplaneError
 
-OK, INVALID_ARGUMENT, NOT_FOUND, ALREADY_EXISTS = 0, 3, 5, 6
+OK, INVALID_ARGUMENT, NOT_FOUND, ALREADY_EXISTS, ABORTED = 0, 3, 5, 6, 10
 PERMISSION_DENIED, RESOURCE_EXHAUSTED, FAILED_PRECONDITION = 7, 8, 9
 UNIMPLEMENTED, INTERNAL = 12, 13
 
@@ -87,10 +87,6 @@ def test_rpc_level_checks(p4rt: Any) -> None:
             update = p4rt.insert(sw.build.next_hop(1, 1))
             for kwargs, code in (
                 ({"device_id": 2}, grpc.StatusCode.NOT_FOUND),
-                (
-                    {"atomicity": p4r.WriteRequest.ROLLBACK_ON_ERROR},
-                    grpc.StatusCode.UNIMPLEMENTED,
-                ),
                 ({"atomicity": p4r.WriteRequest.DATAPLANE_ATOMIC}, grpc.StatusCode.UNIMPLEMENTED),
             ):
                 try:
@@ -592,5 +588,72 @@ def test_updates_of_one_batch_see_the_earlier_ones(p4rt: Any) -> None:
             await sw.write([p4rt.insert(b.next_hop(i, 2)) for i in range(10, 60)])
             assert sw.dataplane.apply_calls == calls + 1
             assert calls > calls_before
+
+    p4rt.run(scenario())
+
+
+ROLLBACK = p4r.WriteRequest.ROLLBACK_ON_ERROR
+
+
+def test_rollback_on_error_is_all_or_nothing(p4rt: Any) -> None:
+    def refuse(change: Any) -> DataplaneError | None:
+        after = change.after
+        if after is not None and after.WhichOneof("entity") == "table_entry":
+            match = after.table_entry.match
+            exact = bool(match) and match[0].WhichOneof("field_match_type") == "exact"
+            if exact and match[0].exact.value == b"\x63":
+                return DataplaneError("RESOURCE_EXHAUSTED", "kernel full")
+        return None
+
+    async def scenario() -> None:
+        dp = p4rt.MemoryDataplane(refuse=refuse)
+        async with p4rt.switchd(dp) as sw:
+            await ready(p4rt, sw)
+            b = sw.build
+            await sw.write([p4rt.insert(b.next_hop(1, 1)), p4rt.insert(b.next_hop(2, 2))])
+            snapshot = dict(dp.entities)
+            before = await sw.read(ALL_ENTRIES)
+
+            # A validation failure: nothing of the batch stays.
+            codes = await sw.write_codes(
+                [
+                    p4rt.modify(b.next_hop(1, 3)),
+                    p4rt.delete(b.next_hop(2, 2)),
+                    p4rt.insert(b.next_hop(5, 1)),
+                    p4rt.insert(b.next_hop(1, 1)),  # exists
+                    p4rt.insert(b.next_hop(6, 1)),  # never attempted
+                ],
+                atomicity=ROLLBACK,
+            )
+            assert codes == [ABORTED, ABORTED, ABORTED, ALREADY_EXISTS, ABORTED]
+            assert dp.entities == snapshot
+            assert await sw.read(ALL_ENTRIES) == before
+
+            # A data plane failure after dependent updates: undone newest first.
+            codes = await sw.write_codes(
+                [
+                    p4rt.insert(b.member(1, 1)),
+                    p4rt.insert(b.group(1, [(1, 1, 1)])),
+                    p4rt.insert(b.route("2001:db8::/32", group=1)),
+                    p4rt.insert(b.next_hop(0x63, 1)),  # the data plane refuses it
+                ],
+                atomicity=ROLLBACK,
+            )
+            assert codes == [ABORTED, ABORTED, ABORTED, RESOURCE_EXHAUSTED]
+            assert dp.entities == snapshot
+            assert await sw.read(ALL_ENTRIES) == before
+            assert await sw.read(p4r.Entity(action_profile_member=p4r.ActionProfileMember())) == []
+            undone = [c.kind for c in dp.applied[-3:]]
+            assert undone == [ChangeKind.DELETE] * 3
+            assert dp.applied[-3].before.WhichOneof("entity") == "table_entry"  # route first
+
+            # A batch that succeeds is applied as usual.
+            await sw.write(
+                [p4rt.insert(b.member(1, 1)), p4rt.insert(b.group(1, [(1, 1, 1)]))],
+                atomicity=ROLLBACK,
+            )
+            assert (
+                len(await sw.read(p4r.Entity(action_profile_group=p4r.ActionProfileGroup()))) == 1
+            )
 
     p4rt.run(scenario())
