@@ -466,8 +466,8 @@ class P4RuntimeServer(p4r_grpc.P4RuntimeServicer):
     async def Read(self, request: p4r.ReadRequest, context: Any) -> AsyncIterator[p4r.ReadResponse]:
         try:
             self._check_device(request.device_id)
-            pipeline = self._require_pipeline()
-            entities, errors = await self._read(pipeline, request)
+            self._require_pipeline()
+            entities, errors = await self._read(request)
         except RpcFailure as exc:
             failure = exc
         except Exception as exc:
@@ -493,17 +493,19 @@ class P4RuntimeServer(p4r_grpc.P4RuntimeServicer):
         )
 
     async def _read(
-        self, pipeline: Pipeline, request: p4r.ReadRequest
+        self, request: p4r.ReadRequest
     ) -> tuple[list[bytes], list[P4RuntimeError | None]]:
-        reader = _Reader(pipeline)
         errors: list[P4RuntimeError | None] = []
-        for entity in request.entities:
-            try:
-                reader.read(entity)
-            except P4RuntimeError as exc:
-                errors.append(exc)
-            else:
-                errors.append(None)
+        # The lock orders the snapshot after or before a whole Write, never inside one.
+        async with self._lock:
+            reader = _Reader(self._require_pipeline())
+            for entity in request.entities:
+                try:
+                    reader.read(entity)
+                except P4RuntimeError as exc:
+                    errors.append(exc)
+                else:
+                    errors.append(None)
         if reader.counters:
             values = await self._in_dataplane(_read_counters, self.dataplane, reader.counters)
             reader.fill_counters(values)
