@@ -7,6 +7,9 @@ reads and gNMI while the kernel is being programmed. Writes and pipeline changes
 serialised by a lock; a write that has started to touch the data plane finishes and commits
 even if its client goes away, so the store always matches the kernel.
 
+Writes are CONTINUE_ON_ERROR or ROLLBACK_ON_ERROR (undone by inverse changes); the kernel
+cannot switch a whole batch at once, so DATAPLANE_ATOMIC is UNIMPLEMENTED.
+
 A request that fails, however malformed, gets a status and a message and is logged; nothing a
 client sends ends the server.
 """
@@ -76,6 +79,7 @@ READ_CHUNK_ENTITIES = 4096
 _STORE_DEPENDENT = frozenset({NOT_FOUND, ALREADY_EXISTS, FAILED_PRECONDITION, RESOURCE_EXHAUSTED})
 
 _SET_ACTIONS = p4r.SetForwardingPipelineConfigRequest
+_GET_TYPES = p4r.GetForwardingPipelineConfigRequest
 _ATOMICITIES = frozenset({p4r.WriteRequest.CONTINUE_ON_ERROR, p4r.WriteRequest.ROLLBACK_ON_ERROR})
 
 
@@ -85,8 +89,6 @@ def _atomicity_name(value: int) -> str:
     except ValueError:
         return str(value)
 
-
-_GET_TYPES = p4r.GetForwardingPipelineConfigRequest
 
 T = TypeVar("T")
 
@@ -169,7 +171,13 @@ class P4RuntimeServer(p4r_grpc.P4RuntimeServicer):
             self.state.clear()
             return
         pipeline = self._new_pipeline(config)
-        entities = await self._in_dataplane(self.dataplane.recover)
+        try:
+            entities = await self._in_dataplane(self.dataplane.recover)
+        except Exception:
+            # Keep the pipeline (flushing would stop forwarding); a controller that reads
+            # back an empty switch writes everything again.
+            log.exception("the data plane could not recover its entities; serving none")
+            entities = []
         order = {"action_profile_member": 0, "action_profile_group": 1, "table_entry": 2}
         rejected = 0
         for entity in sorted(entities, key=lambda e: order.get(e.WhichOneof("entity") or "", 3)):

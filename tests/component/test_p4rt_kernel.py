@@ -159,13 +159,13 @@ def test_a_kernel_refusal_is_a_per_update_error_and_leaves_nothing(
     p4rt: Any, netns: str, kernel: Any
 ) -> None:
     async def scenario() -> None:
-        async with p4rt.switchd(kernel(), p4info=DEFAULT_P4INFO_PATH, ports=None) as sw:
+        async with p4rt.switchd(kernel(), p4info=DEFAULT_P4INFO_PATH, ports=PORTS) as sw:
             await sw.primary(10)
             await sw.set_pipeline(srv6_p4info())
             b = Srv6(p4rt).build
             before = ip_json(netns, "nexthop", "show")
-            # Port 7 is no port of this switch (the server does not know the ports here, so
-            # the kernel data plane is the one that refuses).
+            # Port 7 is no port of this switch: a next hop's port is the data plane's to check
+            # (the server checks watch ports only), so the kernel data plane refuses it.
             codes = await sw.write_codes(
                 [p4rt.insert(b.next_hop(7, 7)), p4rt.insert(b.next_hop(1, 1))]
             )
@@ -180,7 +180,7 @@ def test_a_kernel_refusal_is_a_per_update_error_and_leaves_nothing(
 
 def test_rollback_on_error_undoes_the_kernel_changes(p4rt: Any, netns: str, kernel: Any) -> None:
     async def scenario() -> None:
-        async with p4rt.switchd(kernel(), p4info=DEFAULT_P4INFO_PATH, ports=None) as sw:
+        async with p4rt.switchd(kernel(), p4info=DEFAULT_P4INFO_PATH, ports=PORTS) as sw:
             await sw.primary(10)
             await sw.set_pipeline(srv6_p4info())
             b = Srv6(p4rt).build
