@@ -18,6 +18,8 @@ from switchd.kernel.render import (
     MEMBER_BASE,
     NFT_SETUP,
     RULES,
+    SID_DEV,
+    SID_DEV_PEER,
     TABLE_HEADEND,
     TABLE_MAIN,
     TABLE_MY_SID,
@@ -60,6 +62,19 @@ class _Journal:
 
     records: list[tuple[RKey, Record | None]] = field(default_factory=list)
     objects: list[tuple[KKey, KObj | None]] = field(default_factory=list)
+    tunnel_source: ipaddress.IPv6Address | None = None
+
+    def extend(self, other: _Journal) -> None:
+        self.records.extend(other.records)
+        self.objects.extend(other.objects)
+        self.tunnel_source = other.tunnel_source or self.tunnel_source
+
+    def before(self) -> dict[KKey, KObj | None]:
+        """Each touched kernel object as it was before the first change."""
+        out: dict[KKey, KObj | None] = {}
+        for kkey, old in self.objects:
+            out.setdefault(kkey, old)
+        return out
 
 
 class KernelDataplane:
@@ -88,6 +103,7 @@ class KernelDataplane:
         self._counter_cache: tuple[float, dict[ipaddress.IPv6Network, CounterValue]] | None = None
         self._monitor: threading.Thread | None = None
         self._stop = threading.Event()
+        self._watching = threading.Event()
         self._refresh_ports()
 
     # -- the Dataplane protocol -----------------------------------------------------------
@@ -135,7 +151,9 @@ class KernelDataplane:
             self.objects = {}
             self._render_all()
             # Make the kernel exactly the rendering (re-add what a dead port removed).
-            self._run([line for obj in self._ordered(self.objects.values()) for line in obj.add])
+            errors = self._transition(dict.fromkeys(self.objects))
+            if errors:
+                log.error("re-installing recovered state failed: %s", errors[:3])
             return [encode(self.schema, r) for r in records]
 
     # -- lifecycle ----------------------------------------------------------------------------
@@ -143,10 +161,14 @@ class KernelDataplane:
     def start(self) -> None:
         """Watch the ports: a port that comes back gets its next hops re-installed."""
         if self._monitor is None:
+            self._watching.clear()
             self._monitor = threading.Thread(
                 target=self._watch_ports, name="switchd-ports", daemon=True
             )
             self._monitor.start()
+            # Return once events are flowing, so that no port change can fall between.
+            if not self._watching.wait(timeout=10):
+                raise RuntimeError("switchd: the port watch did not start within 10 s")
 
     def stop(self) -> None:
         self._stop.set()
@@ -161,9 +183,10 @@ class KernelDataplane:
                 f"route flush table {TABLE_MY_SID} proto {self.protocol}",
                 f"route flush table {TABLE_HEADEND} proto {self.protocol}",
                 f"route flush table {TABLE_MAIN} proto {self.protocol}",
-                f"nexthop flush proto {self.protocol}",
             ]
             self.ip.batch(lines, force=True)
+            # Groups first: a nexthop in a group cannot go before its group.
+            self.ip.batch([f"nexthop flush proto {self.protocol}"], force=True, family6=False)
             for nb in self.ip.json("-6", "neigh", "show", "nud", "permanent"):
                 if nexthop_of_neighbour(nb["dst"]) is not None:
                     self.ip.batch([f"neigh del {nb['dst']} dev {nb['dev']}"], force=True)
@@ -175,6 +198,21 @@ class KernelDataplane:
     # -- internals ------------------------------------------------------------------------
 
     def _install_base(self) -> None:
+        links = {link["ifname"] for link in self.ip.json("link", "show")}
+        if SID_DEV not in links:
+            failures = self.ip.batch(
+                [
+                    f"link add {SID_DEV} type veth peer name {SID_DEV_PEER}",
+                    f"link set dev {SID_DEV} addrgenmode none",
+                    f"link set dev {SID_DEV_PEER} addrgenmode none",
+                    f"link set dev {SID_DEV} up",
+                    f"link set dev {SID_DEV_PEER} up",
+                ],
+                force=False,
+                family6=False,
+            )
+            if failures:
+                raise DataplaneError("INTERNAL", f"cannot create {SID_DEV}: {failures[0]}")
         lines = [f"rule del pref {pref}" for pref, _ in RULES]
         self.ip.batch(lines, force=True)
         self.ip.batch([f"rule add pref {pref} lookup {table}" for pref, table in RULES], False)
@@ -219,11 +257,9 @@ class KernelDataplane:
             self.records[key] = record
             self._link_deps(key, record)
 
-    def _rerender(self, start: RKey, journal: _Journal) -> tuple[list[KObj], list[KObj]]:
-        """Re-render a record and, transitively, those that depend on it. Returns the
-        objects to add or replace and the objects to delete."""
-        adds: list[KObj] = []
-        dels: list[KObj] = []
+    def _rerender(self, start: RKey, journal: _Journal) -> None:
+        """Re-render a record and, transitively, those that depend on it; the journal
+        records every object that changed."""
         queue = [start]
         seen: set[RKey] = set()
         while queue:
@@ -245,15 +281,12 @@ class KernelDataplane:
                 journal.objects.append((kkey, old))
                 if new is None:
                     del self.objects[kkey]
-                    if old is not None:
-                        dels.append(old)
                 else:
                     self.objects[kkey] = new
-                    adds.append(new)
             queue.extend(sorted(self.rdeps.get(key, ()), key=repr))
-        return adds, dels
 
-    def _change_lines(self, change: Change, journal: _Journal) -> tuple[list[str], list[str]]:
+    def _process(self, change: Change, journal: _Journal) -> None:
+        """Apply one change to the records and rendered objects (not yet the kernel)."""
         assert self.schema is not None
         entity = change.after if change.after is not None else change.before
         assert entity is not None
@@ -262,21 +295,13 @@ class KernelDataplane:
             self._check(record)
         key = record_key(record)
         self._set_record(key, None if change.kind is ChangeKind.DELETE else record, journal)
-        adds, dels = self._rerender(key, journal)
-        ip_lines: list[str] = []
-        nft_lines: list[str] = []
+        self._rerender(key, journal)
         if (
             isinstance(record, SegmentList)
             and change.kind is not ChangeKind.DELETE
             and self.tunnel_source != record.src
         ):
-            ip_lines.append(f"sr tunsrc set {record.src}")
-            self.tunnel_source = record.src
-        for obj in self._ordered(adds):
-            (nft_lines if obj.nft else ip_lines).extend(obj.add)
-        for obj in reversed(self._ordered(dels)):
-            (nft_lines if obj.nft else ip_lines).extend(obj.delete)
-        return ip_lines, nft_lines
+            journal.tunnel_source = record.src
 
     def _check(self, record: Record) -> None:
         """Refuse what the kernel cannot express, before anything is touched."""
@@ -325,16 +350,49 @@ class KernelDataplane:
     def _ordered(objs: Any) -> list[KObj]:
         return sorted(objs, key=lambda o: o.level)
 
-    def _run(self, ip_lines: list[str], nft_lines: list[str] | None = None) -> list[str]:
-        """Run lines; return the messages of failures that matter."""
+    def _transition(
+        self, before: dict[KKey, KObj | None], tunnel_source: ipaddress.IPv6Address | None = None
+    ) -> list[str]:
+        """Take the kernel from ``before`` (the old objects of the touched keys) to the
+        current objects: replaces bottom-up, then deletes top-down. Returns the failures
+        that matter."""
+        adds: list[KObj] = []
+        dels: list[KObj] = []
+        for kkey, old in before.items():
+            new = self.objects.get(kkey)
+            if new is not None and new != old:
+                adds.append(new)
+            elif new is None and old is not None:
+                dels.append(old)
+        runs: list[tuple[bool, list[str]]] = []  # (needs -6, lines)
+
+        def emit(family6: bool, lines: tuple[str, ...]) -> None:
+            if runs and runs[-1][0] == family6:
+                runs[-1][1].extend(lines)
+            else:
+                runs.append((family6, list(lines)))
+
+        if tunnel_source is not None:
+            emit(True, (f"sr tunsrc set {tunnel_source}",))
+        for obj in self._ordered(adds):
+            if not obj.nft:
+                emit(obj.family6, obj.add)
+        for obj in reversed(self._ordered(dels)):
+            if not obj.nft:
+                emit(False, obj.delete)
+        nft_lines = [line for o in adds if o.nft for line in o.add]
+        nft_lines += [line for o in dels if o.nft for line in o.delete]
         errors: list[str] = []
-        for failure in self.ip.batch(ip_lines, force=True):
-            if not self._ignorable(ip_lines, failure):
-                errors.append(f"{_line(ip_lines, failure)}: {failure.message}")
+        for family6, lines in runs:
+            for failure in self.ip.batch(lines, force=True, family6=family6):
+                if not self._ignorable(lines, failure):
+                    errors.append(f"{_line(lines, failure)}: {failure.message}")
         if nft_lines:
             err = self.ip.nft("\n".join(nft_lines) + "\n")
             if err:
                 errors.append(f"nft: {err}")
+        if tunnel_source is not None and not errors:
+            self.tunnel_source = tunnel_source
         return errors
 
     @staticmethod
@@ -345,23 +403,18 @@ class KernelDataplane:
 
     def _apply_together(self, changes: list[Change]) -> list[DataplaneError | None] | None:
         journal = _Journal()
-        ip_lines: list[str] = []
-        nft_lines: list[str] = []
         results: list[DataplaneError | None] = []
         for change in changes:
             sub = _Journal()
             try:
-                a, b = self._change_lines(change, sub)
+                self._process(change, sub)
             except DataplaneError as exc:
-                self._undo(sub)
+                self._undo(sub, touch_kernel=False)
                 results.append(exc)
                 continue
-            journal.records.extend(sub.records)
-            journal.objects.extend(sub.objects)
-            ip_lines.extend(a)
-            nft_lines.extend(b)
+            journal.extend(sub)
             results.append(None)
-        errors = self._run(ip_lines, nft_lines)
+        errors = self._transition(journal.before(), journal.tunnel_source)
         if not errors:
             return results
         log.warning("kernel refused part of a batch, retrying one by one: %s", errors[:3])
@@ -371,44 +424,37 @@ class KernelDataplane:
     def _apply_alone(self, change: Change) -> DataplaneError | None:
         journal = _Journal()
         try:
-            ip_lines, nft_lines = self._change_lines(change, journal)
+            self._process(change, journal)
         except DataplaneError as exc:
-            self._undo(journal)
+            self._undo(journal, touch_kernel=False)
             return exc
-        errors = self._run(ip_lines, nft_lines)
+        errors = self._transition(journal.before(), journal.tunnel_source)
         if errors:
             self._undo(journal)
             return DataplaneError("INTERNAL", "kernel refused: " + "; ".join(errors))
         return None
 
-    def _undo(self, journal: _Journal) -> None:
-        """Put records, objects and the kernel back as they were before the journal."""
-        touched: dict[KKey, KObj | None] = {}
+    def _undo(self, journal: _Journal, touch_kernel: bool = True) -> None:
+        """Put records and objects back as they were before the journal, and the kernel
+        too (best effort) when it was touched."""
+        current = {kkey: self.objects.get(kkey) for kkey in journal.before()}
         for kkey, old in reversed(journal.objects):
-            touched[kkey] = self.objects.get(kkey) if kkey not in touched else touched[kkey]
             if old is None:
                 self.objects.pop(kkey, None)
             else:
                 self.objects[kkey] = old
         for key, old_record in reversed(journal.records):
-            current = self.records.get(key)
-            if current is not None:
-                self._unlink_deps(key, current)
+            now = self.records.get(key)
+            if now is not None:
+                self._unlink_deps(key, now)
                 del self.records[key]
             if old_record is not None:
                 self.records[key] = old_record
                 self._link_deps(key, old_record)
-        adds = [obj for kkey in touched if (obj := self.objects.get(kkey)) is not None]
-        dels = [
-            new for kkey, new in touched.items() if new is not None and kkey not in self.objects
-        ]
-        ip_lines = [line for o in self._ordered(adds) if not o.nft for line in o.add]
-        ip_lines += [line for o in reversed(self._ordered(dels)) if not o.nft for line in o.delete]
-        nft_lines = [line for o in adds if o.nft for line in o.add]
-        nft_lines += [line for o in dels if o.nft for line in o.delete]
-        self.ip.batch(ip_lines, force=True)
-        if nft_lines:
-            self.ip.nft("\n".join(nft_lines) + "\n")
+        if touch_kernel:
+            errors = self._transition(current)
+            if errors:
+                log.error("could not fully undo a failed write: %s", errors[:3])
 
     def _render_all(self) -> None:
         """Render every record, dependencies first."""
@@ -435,22 +481,42 @@ class KernelDataplane:
             if self.schema is None:
                 return
             journal = _Journal()
-            ip_lines: list[str] = []
-            for key, record in list(self.records.items()):
-                if isinstance(record, NextHop) and record.port == port:
-                    adds, dels = self._rerender(key, journal)
-                    ip_lines += [line for o in self._ordered(adds) for line in o.add]
-                    ip_lines += [line for o in reversed(self._ordered(dels)) for line in o.delete]
-            errors = self._run(ip_lines)
+            starts = [
+                key
+                for key, record in self.records.items()
+                if isinstance(record, NextHop) and record.port == port
+            ]
+            for key in starts:
+                self._rerender(key, journal)
+            before = journal.before()
+            if up:
+                # The kernel deleted everything on the port when it went down, whatever we
+                # believed: install the port's next hops and all that hangs off them again.
+                for key in self._closure(starts):
+                    kkey = kernel_key(key)
+                    if kkey in self.objects:
+                        before[kkey] = None
+            errors = self._transition(before)
             if errors:
                 log.error("re-installing after %s %s failed: %s", ifname, up, errors[:3])
             log.info(
-                "port %s (%d) %s: %d kernel lines",
+                "port %s (%d) %s: %d kernel objects changed",
                 ifname,
                 port,
                 "up" if up else "down",
-                len(ip_lines),
+                len(before),
             )
+
+    def _closure(self, starts: list[RKey]) -> set[RKey]:
+        """The records and, transitively, all records that depend on them."""
+        seen: set[RKey] = set()
+        queue = list(starts)
+        while queue:
+            key = queue.pop()
+            if key not in seen:
+                seen.add(key)
+                queue.extend(self.rdeps.get(key, ()))
+        return seen
 
     def _watch_ports(self) -> None:
         from pyroute2 import IPRoute, NetNS
@@ -458,7 +524,13 @@ class KernelDataplane:
         ipr: Any = NetNS(self.netns) if self.netns else IPRoute()
         try:
             ipr.bind()
+            # Events before bind() were missed: catch up with what the ports are now.
+            before = set(self.ports_up)
             self._refresh_ports()
+            now, self.ports_up = self.ports_up, before
+            for port in before ^ now:
+                self.port_changed(self.port_names[port], port in now)
+            self._watching.set()
             while not self._stop.is_set():
                 for msg in ipr.get():
                     if msg.get("event") not in ("RTM_NEWLINK", "RTM_DELLINK"):

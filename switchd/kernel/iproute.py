@@ -39,15 +39,16 @@ class IpRoute:
     def _prefix(self) -> list[str]:
         return ["ip", "netns", "exec", self.netns] if self.netns else []
 
-    def batch(self, lines: list[str], force: bool = True) -> list[BatchFailure]:
-        """Run ip -6 -batch; returns the lines that failed (all of them with force)."""
+    def batch(
+        self, lines: list[str], force: bool = True, family6: bool = True
+    ) -> list[BatchFailure]:
+        """Run ``ip [-6] -batch -``; returns the lines that failed (all of them with force).
+        Nexthop groups need the unspecified family (``family6=False``); device-only
+        nexthops and rules need -6."""
         if not lines:
             return []
-        cmd = ["ip", "-6", "-batch", "-"]
-        if force:
-            cmd.insert(3, "-force")
-        if self.netns:
-            cmd[1:1] = ["-n", self.netns]
+        cmd = ["ip", *(["-n", self.netns] if self.netns else []), *(["-6"] if family6 else [])]
+        cmd += ["-force", "-batch", "-"] if force else ["-batch", "-"]
         proc = subprocess.run(
             cmd, input="\n".join(lines) + "\n", capture_output=True, text=True, check=False
         )

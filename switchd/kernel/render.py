@@ -12,14 +12,15 @@ The mapping (see p4/README.md), in iproute2 terms:
 | next_hop n | permanent neighbour ``fe80::5d:<n>`` (dst MAC); ``nexthop id n via`` it |
 | ecmp member m -> n | ``nexthop id 0x10000000+m`` (a copy of next hop n) |
 | ecmp group g | ``nexthop id 0x20000000+g group m1,w1/m2,w2`` |
-| headend member m | ``nexthop id 0x30000000+m encap seg6 mode encap|encap.red segs ... dev lo`` |
+| headend member m | ``nexthop id 0x30000000+m encap seg6 mode encap[.red] segs ... dev srv6sid0`` |
 | headend group g | ``nexthop id 0x40000000+g group ...`` (weighted segment lists) |
 | routing_v6 prefix | ``route <prefix> nhid ... table main`` |
 | srv6_headend prefix | ``route <prefix> nhid ... table 201`` |
-| my_sid prefix | ``route <prefix> encap seg6local action ... count dev lo table 200`` |
+| my_sid prefix | ``route <prefix> encap seg6local action ... count dev srv6sid0 table 200`` |
 
-Rules ``pref 1000 lookup 200`` and ``pref 1001 lookup 201`` put my_sid before the headend
-before routing, as the P4 program applies its tables; a miss falls through to the next table.
+``srv6sid0`` is explained at SID_DEV. Rules ``pref 1000 lookup 200`` and ``pref 1001 lookup
+201`` put my_sid before the headend before routing, as the P4 program applies its tables;
+a miss falls through to the next table.
 """
 
 from __future__ import annotations
@@ -48,6 +49,12 @@ TABLE_MY_SID = 200
 TABLE_HEADEND = 201
 TABLE_MAIN = 254
 RULES = ((1000, TABLE_MY_SID), (1001, TABLE_HEADEND))
+SID_DEV = "srv6sid0"
+"""The device SID routes and encap nexthops hang off: one end of a veth pair that switchd
+creates. Not lo: the kernel turns a forwarding route on lo into a reject route, so a
+seg6local route on lo never sees transit packets. Not a real port: its routes would go
+when the port goes down. (No dummy device: that kernel module is not loadable here.)"""
+SID_DEV_PEER = "srv6sid1"
 USID_FLAVOR = "flavors next-csid lblen 32 nflen 16"  # F3216: 32-bit block, 16-bit uSIDs
 
 RKey = tuple[Any, ...]
@@ -63,6 +70,7 @@ class KObj:
     add: tuple[str, ...]
     delete: tuple[str, ...]
     nft: bool = False  # an nftables set element rather than an ip(8) object
+    family6: bool = True  # run with ip -6 (nexthop groups must not: family unspec)
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,7 +178,7 @@ def render(
                 ("nh", kid),
                 0,
                 (
-                    f"nexthop replace id {kid} encap seg6 mode {mode} segs {segs} dev lo "
+                    f"nexthop replace id {kid} encap seg6 mode {mode} segs {segs} dev {SID_DEV} "
                     f"proto {proto}",
                 ),
                 (f"nexthop del id {kid}",),
@@ -192,6 +200,7 @@ def render(
                 2,
                 (f"nexthop replace id {kid} group {spec} proto {proto}",),
                 (f"nexthop del id {kid}",),
+                family6=False,
             )
         case Route():
             target = kernel_key(dependencies(record)[0])
@@ -212,7 +221,7 @@ def render(
                 ("route", TABLE_MY_SID, record.prefix),
                 3,
                 (
-                    f"route replace {record.prefix} encap seg6local {action} count dev lo "
+                    f"route replace {record.prefix} encap seg6local {action} count dev {SID_DEV} "
                     f"table {TABLE_MY_SID} proto {proto}",
                 ),
                 (f"route del {record.prefix} table {TABLE_MY_SID} proto {proto}",),

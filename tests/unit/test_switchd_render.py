@@ -112,7 +112,7 @@ def test_headend_segment_lists_and_my_sid_behaviours() -> None:
         ]
     )
     assert (
-        "encap seg6 mode encap.red segs fcbb:bb00:2::,fcbb:bb00:3:: dev lo"
+        "encap seg6 mode encap.red segs fcbb:bb00:2::,fcbb:bb00:3:: dev srv6sid0"
         in (objs[("nh", 0x3000_0003)].add[0])
     )
     un = objs[("route", 200, ipaddress.IPv6Network("fcbb:bb00:1::/48"))].add[0]

@@ -1,0 +1,200 @@
+"""Helpers for switchd's integration tests: srv6.p4 entries by name (finsy), the entries
+that route a topology hop by hop, and packet captures read back with scapy."""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import finsy as fy
+import networkx as nx
+
+from controller.topology import Topology
+
+ROOT = Path(__file__).resolve().parents[2]
+P4INFO = ROOT / "p4" / "build" / "srv6.p4info.txtpb"
+
+
+def netns(node: str) -> str:
+    """The named namespace of a lab node (tests use a private prefix, see conftest)."""
+    return os.environ.get("SRV6LAB_NETNS_PREFIX", "srv6lab-") + node
+
+
+def schema() -> fy.P4Schema:
+    return fy.P4Schema(P4INFO)
+
+
+def ports_of(topo: Topology, switch: str) -> dict[int, str]:
+    return {i.port: i.name for i in topo.interfaces_of(switch)}
+
+
+def next_hop_entries(topo: Topology, switch: str) -> tuple[list[Any], dict[str, int]]:
+    """A next_hop entry per neighbour (id = port number), and neighbour -> next hop id."""
+    entries: list[Any] = []
+    by_neighbour: dict[str, int] = {}
+    for link in topo.links_of(switch):
+        mine, peer = link.interface_at(switch), link.peer_of(switch)
+        entries.append(
+            fy.P4TableEntry(
+                "next_hop",
+                match=fy.P4TableMatch({"local_metadata.nexthop_id": mine.port}),
+                action=fy.P4TableAction(
+                    "rewrite", port=mine.port, src_mac=mine.mac, dst_mac=peer.mac
+                ),
+            )
+        )
+        by_neighbour[peer.node] = mine.port
+    return entries, by_neighbour
+
+
+def route_entries(
+    topo: Topology, switch: str, by_neighbour: dict[str, int], prefixes: dict[str, str]
+) -> list[Any]:
+    """Shortest-path routes toward every destination node's prefix; several equal-cost
+    next hops become an ECMP group with watch ports. Member id = next hop id; group id =
+    the destination's index + 1."""
+    entries: list[Any] = []
+    members: set[int] = set()
+    g = topo.graph
+    for index, (dst, prefix) in enumerate(sorted(prefixes.items())):
+        if dst == switch:
+            continue
+        dist = nx.single_source_shortest_path_length(g, dst)
+        hops = sorted(n for n in g.neighbors(switch) if dist.get(n, 1 << 30) == dist[switch] - 1)
+        for hop in hops:
+            nh = by_neighbour[hop]
+            if nh not in members:
+                members.add(nh)
+                entries.append(
+                    fy.P4ActionProfileMember(
+                        "ecmp_selector",
+                        member_id=nh,
+                        action=fy.P4TableAction("set_next_hop", nexthop_id=nh),
+                    )
+                )
+        match = fy.P4TableMatch({"hdr.ipv6.dst_addr": prefix})
+        if len(hops) == 1:
+            action = fy.P4IndirectAction(member_id=by_neighbour[hops[0]])
+        else:
+            group = index + 1
+            entries.append(
+                fy.P4ActionProfileGroup(
+                    "ecmp_selector",
+                    group_id=group,
+                    members=[
+                        fy.P4Member(by_neighbour[h], weight=(1, by_neighbour[h])) for h in hops
+                    ],
+                )
+            )
+            action = fy.P4IndirectAction(group_id=group)
+        entries.append(fy.P4TableEntry("routing_v6", match=match, action=action))
+    return entries
+
+
+def host_and_locator_prefixes(topo: Topology) -> dict[str, str]:
+    """Destination node -> prefix: hosts' /64s and switches' uN /48s."""
+    out = {h.name: str(h.nics[0].prefix) for h in topo.hosts}
+    out.update({s.name: str(s.locator) for s in topo.switches})
+    return out
+
+
+def routing_entries(topo: Topology, switch: str) -> list[Any]:
+    nh_entries, by_neighbour = next_hop_entries(topo, switch)
+    return nh_entries + route_entries(topo, switch, by_neighbour, host_and_locator_prefixes(topo))
+
+
+def sid(text: str) -> int:
+    return int(ipaddress.IPv6Address(text))
+
+
+class Capture:
+    """tcpdump on one interface of a lab node; ``packets()`` stops it and parses the file
+    with scapy."""
+
+    def __init__(self, node: str, ifname: str, bpf: str = "ip6") -> None:
+        self.dir = tempfile.TemporaryDirectory(prefix="srv6lab-cap-")
+        self.path = Path(self.dir.name) / "cap.pcap"
+        self.proc = subprocess.Popen(
+            [
+                "ip", "netns", "exec", netns(node),
+                "tcpdump", "-i", ifname, "--immediate-mode", "-U", "-n", "-w", str(self.path), bpf,
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )  # fmt: skip
+        assert self.proc.stderr is not None
+        line = self.proc.stderr.readline()  # "listening on ..." once the capture runs
+        if "listening" not in line:
+            self.proc.kill()
+            raise RuntimeError(f"tcpdump did not start: {line}")
+
+    def packets(self) -> list[Any]:
+        from scapy.all import rdpcap
+
+        self._wait_until_quiet()
+        self.proc.terminate()
+        self.proc.wait(timeout=5)
+        try:
+            return list(rdpcap(str(self.path)))
+        finally:
+            self.dir.cleanup()
+
+    def _wait_until_quiet(self, step: float = 0.05, timeout: float = 2.0) -> None:
+        """Wait until tcpdump's file stops growing (immediate mode, written at once: -U)."""
+        deadline = time.monotonic() + timeout
+        last, stable = -1, 0
+        while stable < 2 and time.monotonic() < deadline:
+            size = self.path.stat().st_size if self.path.exists() else 0
+            stable = stable + 1 if size == last else 0
+            last = size
+            time.sleep(step)
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        self.dir.cleanup()
+
+
+@contextmanager
+def capture(node: str, ifname: str, bpf: str = "ip6") -> Iterator[Capture]:
+    cap = Capture(node, ifname, bpf)
+    try:
+        yield cap
+    finally:
+        cap.close()
+
+
+def send_udp(node: str, dst: str, ports: range, count: int = 3) -> None:
+    """UDP datagrams from a lab host, one small burst per source port."""
+    code = (
+        "import socket,sys\n"
+        "s=socket.socket(socket.AF_INET6,socket.SOCK_DGRAM)\n"
+        f"for p in range({ports.start},{ports.stop}):\n"
+        "  u=socket.socket(socket.AF_INET6,socket.SOCK_DGRAM)\n"
+        "  u.bind(('::',p))\n"
+        f"  [u.sendto(b'srv6lab',('{dst}',9)) for _ in range({count})]\n"
+        "  u.close()\n"
+    )
+    subprocess.run(
+        ["ip", "netns", "exec", netns(node), "python3", "-c", code],
+        check=True,
+        timeout=30,
+    )
+
+
+def ping(node: str, dst: str, count: int = 3) -> bool:
+    proc = subprocess.run(
+        ["ip", "netns", "exec", netns(node), "ping", "-6", "-n", "-q", "-i", "0.05",
+         "-c", str(count), "-W", "2", dst],
+        capture_output=True, text=True, check=False, timeout=30,
+    )  # fmt: skip
+    return proc.returncode == 0
