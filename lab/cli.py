@@ -25,9 +25,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _register_lab(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    from lab import commands
+    from lab import commands, demo
 
     commands.register(sub)
+    demo.register(sub)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
