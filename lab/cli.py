@@ -10,6 +10,7 @@ import sys
 from collections.abc import Sequence
 
 import controller.cli
+import switchd.cli
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -20,6 +21,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     controller.cli.register(sub)
+    switchd.cli.register(sub)
     _register_lab(sub)
     return parser
 

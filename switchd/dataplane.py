@@ -15,7 +15,11 @@ The contract, per Write RPC:
    a message). A failed change leaves no kernel state behind.
 4. The server commits exactly the successful changes to its store.
 
-All entities are finsy's ``p4.v1`` protobuf messages (``finsy.proto.p4r``).
+All entities are finsy's ``p4.v1`` protobuf messages (``finsy.proto.p4r``), canonical
+(shortest bytestrings, match fields and params sorted by id, ``watch`` turned into
+``watch_port``, no counter data). ``apply`` may be called more than once per Write (a batch
+is split where a later update depends on an earlier one; ROLLBACK_ON_ERROR sends the inverse
+changes as one more call). Data plane methods run on one worker thread, one call at a time.
 """
 
 from __future__ import annotations
@@ -74,7 +78,8 @@ class Dataplane(Protocol):
         """The direct counter of a stored table entry, or None if its table has none."""
         ...
 
-    def recover(self) -> list[p4r.Entity]:
-        """At start: the entities the kernel still holds from a previous run, so forwarding
-        never stops while switchd restarts and Read serves them again."""
+    def recover(self, p4info: p4i.P4Info) -> list[p4r.Entity]:
+        """At start, with the pipeline a previous run committed (no flush): the entities the
+        kernel still holds, so forwarding never stops while switchd restarts and Read
+        serves them again."""
         ...

@@ -138,11 +138,12 @@ class KernelDataplane:
             self._counter_cache = (now, self._read_counters())
         return self._counter_cache[1].get(record.prefix, CounterValue(0, 0))
 
-    def recover(self) -> list[p4r.Entity]:
-        """Read what a previous switchd installed back from the kernel."""
-        if self.schema is None:
-            return []
+    def recover(self, p4info: p4i.P4Info) -> list[p4r.Entity]:
+        """Take the pipeline a previous switchd committed, without flushing, and read what
+        it installed back from the kernel."""
         with self._lock:
+            self.schema = Schema.from_p4info(p4info)
+            self._install_base()
             records = self._read_back()
             self.records = {record_key(r): r for r in records}
             self.rdeps = {}

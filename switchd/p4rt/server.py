@@ -172,7 +172,7 @@ class P4RuntimeServer(p4r_grpc.P4RuntimeServicer):
             return
         pipeline = self._new_pipeline(config)
         try:
-            entities = await self._in_dataplane(self.dataplane.recover)
+            entities = await self._in_dataplane(self.dataplane.recover, config.p4info)
         except Exception:
             # Keep the pipeline (flushing would stop forwarding); a controller that reads
             # back an empty switch writes everything again.

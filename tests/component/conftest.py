@@ -444,7 +444,8 @@ class MemoryDataplane:
         old = self.counters.get(key, CounterValue(0, 0))
         self.counters[key] = CounterValue(old.packets + packets, old.bytes + nbytes)
 
-    def recover(self) -> list[p4r.Entity]:
+    def recover(self, p4info: p4i.P4Info) -> list[p4r.Entity]:
+        del p4info
         return list(self.entities.values())
 
 

@@ -202,12 +202,6 @@ def test_rollback_on_error_undoes_the_kernel_changes(p4rt: Any, netns: str, kern
     p4rt.run(scenario())
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the Dataplane contract gives recover() no P4Info, and KernelDataplane.recover() "
-    "returns nothing before set_pipeline(), which would flush; proposed: "
-    "recover(self, p4info) (see switchd/dataplane.py)",
-)
 def test_a_restarted_switchd_serves_what_the_kernel_holds(
     p4rt: Any, netns: str, kernel: Any, tmp_path: Path
 ) -> None:

@@ -76,8 +76,8 @@ class GatedDataplane:
     def direct_counter(self, entry: Any) -> Any:
         raise RuntimeError("counter hardware on fire")
 
-    def recover(self) -> Any:
-        return self.base.recover()
+    def recover(self, p4info: Any) -> Any:
+        return self.base.recover(p4info)
 
 
 def test_a_write_whose_client_leaves_still_completes(p4rt: Any) -> None:
