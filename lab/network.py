@@ -14,6 +14,7 @@ import signal
 import subprocess
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from mininet.net import Mininet
@@ -41,8 +42,16 @@ class LabNetwork:
     failed or interrupted start, and can be called more than once.
     """
 
-    def __init__(self, topology: Topology, switch_kind: str = "kernel") -> None:
+    def __init__(
+        self, topology: Topology, switch_kind: str = "kernel", run_dir: Path | None = None
+    ) -> None:
+        """``run_dir``: where switchd's sockets, logs and state go, and ``switches.json``
+        (see lab/switchd_nodes.py); None starts no switchd (the switches stay bare kernel
+        routers)."""
         self.topology = topology
+        self.run_dir = run_dir
+        self.switchd: list[subprocess.Popen[bytes]] = []
+        self.endpoints: list[Any] = []
         self.switch_kind = switch_kind
         self.switch_cls = switch_class(switch_kind)
         self.mn_topo = LabTopo(topology, switch=switch_kind)
@@ -85,10 +94,26 @@ class LabNetwork:
             count = 2 * len(topo.links)
             step(f"waiting for {count} interfaces to come up")
             self._wait_interfaces_up(UP_TIMEOUT)
+            if self.run_dir is not None and self.switch_kind == "kernel":
+                self._start_switchd(step)
         except BaseException:
             self.stop()
             raise
         self._started = True
+
+    def _start_switchd(self, step: StepCallback) -> None:
+        from lab import switchd_nodes
+
+        assert self.run_dir is not None
+        step(f"starting switchd on {len(self.topology.switches)} switches")
+        nodes = {s.name: self.node(s.name) for s in self.topology.switches}
+        netns = {
+            s.name: namespaces.netns_name(s.name, self.netns_prefix) for s in self.topology.switches
+        }
+        self.endpoints, self.switchd = switchd_nodes.start_all(
+            nodes, self.topology, self.run_dir / "switchd", netns
+        )
+        switchd_nodes.write_switches_file(self.run_dir, self.topology.name, self.endpoints)
 
     def _add_node(self, add: Callable[..., Any], name: str) -> None:
         node = add(name, **self.mn_topo.nodeInfo(name))
@@ -104,6 +129,13 @@ class LabNetwork:
         if net is None:
             return
         errors: list[str] = []
+        if self.switchd:
+            from lab import switchd_nodes
+
+            switchd_nodes.stop_all(self.switchd)
+            self.switchd = []
+        if self.run_dir is not None:
+            (self.run_dir / "switches.json").unlink(missing_ok=True)
         nodes = [*net.switches, *net.hosts]
         inodes = {i for i in (namespaces.pid_netns_inode(n.pid) for n in nodes if n.pid) if i}
         try:

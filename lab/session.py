@@ -87,7 +87,7 @@ def running_lab(
         state = new_state(topology, switch_kind, log)
         state.swept = leftovers.lines()
         write_state(run.state_path, state)
-        network = LabNetwork(topology, switch_kind)
+        network = LabNetwork(topology, switch_kind, run_dir=run.path)
 
         def step(text: str) -> None:
             state.add_step(text)

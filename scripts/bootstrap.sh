@@ -46,6 +46,15 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
         || { echo "installing the Python dependencies failed" >&2; exit 1; }
     touch "$stamp"
 fi
+# p4runtime-shell pins protobuf 3.20: it gets its own environment (interop tests use it).
+shell_venv="$here/.venv-p4runtime-shell"
+if [ ! -x "$shell_venv/bin/python" ] || ! "$shell_venv/bin/python" -c "import p4runtime_sh" 2>/dev/null; then
+    echo "==> installing p4runtime-shell into .venv-p4runtime-shell"
+    python3 -m venv "$shell_venv"
+    "$shell_venv/bin/pip" install --quiet p4runtime-shell 2>&1 | grep -v "is ignored: it is neither" || true
+    "$shell_venv/bin/python" -c "import p4runtime_sh" \
+        || { echo "installing p4runtime-shell failed" >&2; exit 1; }
+fi
 # Generated protobuf stubs are made by the build, not committed.
 make --no-print-directory -s proto PYTHON="$venv/bin/python"
 

@@ -1,0 +1,145 @@
+"""switchd in the lab's kernel switches: start one per switch inside its namespace, wait
+until each listens, and publish how a controller reaches them.
+
+Each switchd listens on a Unix socket in the run directory (namespaces share the file
+system, so a controller in the root namespace connects without any data-plane address), with
+device id = the switch's node id. ``<run dir>/switches.json`` lists them for controllers
+(DESIGN.md: the controller never imports the lab, it reads this file)::
+
+    {"topology": "fat-tree-4", "switches": [
+        {"name": "core1", "kind": "kernel", "device_id": 257,
+         "p4runtime": "unix:/run/srv6lab/switchd/core1.sock",
+         "gnmi": "unix:/run/srv6lab/switchd/core1.sock",
+         "ports": {"1": "core1-eth1", ...}, "netns": "srv6lab-core1",
+         "log": "/run/srv6lab/switchd/core1.log"}, ...]}
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from controller.topology import Topology
+from lab.errors import LabError
+
+READY_TIMEOUT = 60.0
+SWITCHES_FILE = "switches.json"
+
+
+@dataclass(frozen=True, slots=True)
+class SwitchEndpoint:
+    name: str
+    kind: str
+    device_id: int
+    p4runtime: str
+    gnmi: str
+    ports: dict[str, str]
+    netns: str
+    log: str
+
+
+def start_all(
+    nodes: dict[str, Any], topo: Topology, directory: Path, netns: dict[str, str]
+) -> tuple[list[SwitchEndpoint], list[subprocess.Popen[bytes]]]:
+    """Start switchd in every switch node; returns its endpoints and processes once every
+    one of them answers on its socket."""
+    directory.mkdir(parents=True, exist_ok=True)
+    endpoints: list[SwitchEndpoint] = []
+    procs: list[subprocess.Popen[bytes]] = []
+    for sw in topo.switches:
+        sock = directory / f"{sw.name}.sock"
+        log = directory / f"{sw.name}.log"
+        sock.unlink(missing_ok=True)
+        ports = {str(i.port): i.name for i in topo.interfaces_of(sw.name)}
+        cmd = [
+            sys.executable, "-m", "switchd.cli",
+            "--listen", f"unix:{sock}",
+            "--device-id", str(sw.node_id),
+            "--state-dir", str(directory / sw.name),
+            "--ports", ",".join(f"{p}={n}" for p, n in ports.items()),
+        ]  # fmt: skip
+        with log.open("ab") as out:
+            procs.append(nodes[sw.name].popen(cmd, stdout=out, stderr=subprocess.STDOUT))
+        endpoints.append(
+            SwitchEndpoint(
+                name=sw.name,
+                kind="kernel",
+                device_id=sw.node_id,
+                p4runtime=f"unix:{sock}",
+                gnmi=f"unix:{sock}",
+                ports=ports,
+                netns=netns[sw.name],
+                log=str(log),
+            )
+        )
+    try:
+        wait_ready(endpoints, procs)
+    except BaseException:
+        stop_all(procs)
+        raise
+    return endpoints, procs
+
+
+def wait_ready(
+    endpoints: list[SwitchEndpoint],
+    procs: list[subprocess.Popen[bytes]],
+    timeout: float = READY_TIMEOUT,
+) -> None:
+    """Wait until every switchd answers gRPC on its socket (or say which one died)."""
+    import grpc
+
+    deadline = time.monotonic() + timeout
+    for endpoint, proc in zip(endpoints, procs, strict=True):
+        with grpc.insecure_channel(endpoint.p4runtime) as channel:
+            ready = grpc.channel_ready_future(channel)
+            while True:
+                try:
+                    ready.result(timeout=0.1)
+                    break
+                except grpc.FutureTimeoutError:
+                    pass
+                if proc.poll() is not None:
+                    raise LabError(
+                        f"switchd of {endpoint.name} exited ({proc.returncode}) before it "
+                        f"listened; its log:\n{_tail(Path(endpoint.log))}"
+                    )
+                if time.monotonic() > deadline:
+                    raise LabError(
+                        f"switchd of {endpoint.name} did not listen on {endpoint.p4runtime} "
+                        f"within {timeout:g} s; its log:\n{_tail(Path(endpoint.log))}"
+                    )
+
+
+def stop_all(procs: list[subprocess.Popen[bytes]], timeout: float = 5.0) -> None:
+    for proc in procs:
+        if proc.poll() is None:
+            proc.terminate()
+    deadline = time.monotonic() + timeout
+    for proc in procs:
+        try:
+            proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def write_switches_file(run_dir: Path, topology: str, endpoints: list[SwitchEndpoint]) -> Path:
+    path = run_dir / SWITCHES_FILE
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(
+        json.dumps({"topology": topology, "switches": [asdict(e) for e in endpoints]}, indent=2)
+    )
+    tmp.replace(path)
+    return path
+
+
+def _tail(path: Path, lines: int = 20) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "(no log)"
