@@ -3,7 +3,8 @@
 - Tests marked ``root`` (everything under ``tests/integration/`` is) are skipped, with the
   reason, when not running as root.
 - Nothing may be left behind: the session fails if, at its end, a network namespace, a
-  root-namespace interface or a lab process (a Mininet node shell, or any process inside a
+  root-namespace interface or a lab process (a Mininet node shell, a switchd, or any process
+  inside a
   ``srv6lab-*`` namespace) exists that did not exist at its start.
 """
 
@@ -92,7 +93,7 @@ def _lab_processes() -> frozenset[str]:
             netns = (entry / "ns" / "net").stat().st_ino if lab_netns else None
         except (FileNotFoundError, ProcessLookupError, PermissionError):
             continue  # gone, or not ours to inspect
-        if "mininet:" in cmdline or netns in lab_netns:
+        if "mininet:" in cmdline or "switchd.cli" in cmdline or netns in lab_netns:
             found.add(f"pid {entry.name} ({cmdline[:60]})")
     return frozenset(found)
 

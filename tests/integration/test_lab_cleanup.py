@@ -158,7 +158,9 @@ def test_lab_down_removes_what_a_crash_left(
     out = down.stdout
     assert "lab line-3 (pid" in out and "had ended without cleaning up" in out, out
     assert "removed what a crashed run left behind:" in out
-    assert f"1 process: pid {crashed.pid} (sleep 600)" in out, out
+    # The crash left the stray sleep and the three switches' switchd processes.
+    assert "4 processes: " in out and f"pid {crashed.pid} (sleep 600)" in out, out
+    assert out.count("-m switchd.cli") == 3, out
     names = ", ".join(f"{private_netns}{n}" for n in ("h1", "h2", "s1", "s2", "s3"))
     assert f"5 namespaces: {names}" in out, out
     assert crashed.wait(timeout=10) != 0

@@ -1,30 +1,26 @@
-"""switchd's kernel data plane with real packets: srv6.p4 entries (built by name with finsy,
-as a controller would) applied to the Linux SRv6 data plane of a lab, and packets captured
-and checked with scapy. Topology: line-3 plus a direct s1-s3 link, so s1 has two
-equal-cost paths to s3."""
+"""switchd with real packets: the lab starts switchd in every switch; srv6.p4 entries, built
+by name with finsy, are written over P4Runtime (finsy's client, over the lab's Unix sockets)
+and packets are captured and checked with scapy. Topology: line-3 plus a direct s1-s3 link,
+so s1 has two paths to s3."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import finsy as fy
 import pytest
-from google.protobuf import text_format
 
 from controller.topology import Topology, load
 from lab.session import RunningLab, running_lab
-from switchd.dataplane import Change, ChangeKind
-from switchd.kernel import KernelDataplane
 from tests.integration.switchd_support import (
     P4INFO,
     capture,
     netns,
     ping,
-    ports_of,
     routing_entries,
-    schema,
     send_udp,
     sid,
 )
@@ -57,37 +53,60 @@ def tri3(
         yield lab, topo
 
 
+class P4RuntimeSwitch:
+    """One lab switch seen by a P4Runtime client (finsy): each call connects, becomes
+    primary, pushes srv6.p4's pipeline if the switch lacks it, does its work, leaves."""
+
+    def __init__(self, name: str, address: str, device_id: int) -> None:
+        self.name = name
+        self.options = fy.SwitchOptions(p4info=P4INFO, p4blob=b"", device_id=device_id)
+        self.address = address
+
+    def _run(self, work: Any) -> Any:
+        async def session() -> Any:
+            async with fy.Switch(self.name, self.address, self.options) as sw:
+                return await work(sw)
+
+        return asyncio.run(asyncio.wait_for(session(), 60))
+
+    def insert(self, entities: list[Any]) -> None:
+        self._run(lambda sw: sw.insert(entities))
+
+    def write(self, updates: list[Any]) -> None:
+        self._run(lambda sw: sw.write(updates))
+
+    def clear(self) -> None:
+        self._run(lambda sw: sw.delete_all())
+
+    def counters(self) -> list[Any]:
+        async def read(sw: Any) -> list[Any]:
+            return [c async for c in sw.read(fy.P4DirectCounterEntry("my_sid_counter"))]
+
+        result: list[Any] = self._run(read)
+        return result
+
+
 @pytest.fixture
-def planes(tri3: tuple[RunningLab, Topology]) -> Iterator[dict[str, KernelDataplane]]:
-    """A fresh kernel data plane per switch, with srv6.p4's pipeline (which flushes)."""
-    from finsy.proto import p4i
-
-    _, topo = tri3
-    info = text_format.Parse(P4INFO.read_text(), p4i.P4Info())
-    out = {}
-    for sw in topo.switches:
-        dp = KernelDataplane(netns(sw.name), ports_of(topo, sw.name))
-        dp.set_pipeline(info)
-        out[sw.name] = dp
+def planes(tri3: tuple[RunningLab, Topology]) -> Iterator[dict[str, P4RuntimeSwitch]]:
+    """Every switchd of the lab, emptied before each test."""
+    lab, _ = tri3
+    out = {e.name: P4RuntimeSwitch(e.name, e.p4runtime, e.device_id) for e in lab.network.endpoints}
+    for sw in out.values():
+        sw.clear()
     yield out
-    for dp in out.values():
-        dp.flush()
 
 
-def write(dp: KernelDataplane, entities: list[Any]) -> None:
-    s = schema()
-    changes = [Change(ChangeKind.INSERT, None, e.encode(s)) for e in entities]
-    results = dp.apply(changes)
-    assert results == [None] * len(changes), results
+def write(sw: P4RuntimeSwitch, entities: list[Any]) -> None:
+    sw.insert(entities)
 
 
-def route_everything(topo: Topology, planes: dict[str, KernelDataplane]) -> None:
-    for name, dp in planes.items():
-        write(dp, routing_entries(topo, name))
+def route_everything(topo: Topology, planes: dict[str, P4RuntimeSwitch]) -> None:
+    for name, sw in planes.items():
+        write(sw, routing_entries(topo, name))
 
 
 def test_plain_routing_makes_ping_work(
-    tri3: tuple[RunningLab, Topology], planes: dict[str, KernelDataplane]
+    tri3: tuple[RunningLab, Topology], planes: dict[str, P4RuntimeSwitch]
 ) -> None:
     _, topo = tri3
     assert not ping("h1", "2001:db8:2::1", count=1)
@@ -96,7 +115,7 @@ def test_plain_routing_makes_ping_work(
 
 
 def test_ecmp_spreads_flows_over_both_members(
-    tri3: tuple[RunningLab, Topology], planes: dict[str, KernelDataplane]
+    tri3: tuple[RunningLab, Topology], planes: dict[str, P4RuntimeSwitch]
 ) -> None:
     """s1 reaches s3's host over s2 or directly: both are 2 hops... the direct one is 1 hop,
     so give s1 an explicit two-member group for h2's prefix."""
@@ -113,22 +132,7 @@ def test_ecmp_spreads_flows_over_both_members(
         match=fy.P4TableMatch({"hdr.ipv6.dst_addr": "2001:db8:2::/64"}),
         action=fy.P4IndirectAction(group_id=100),
     )
-    s = schema()
-    old = next(
-        e
-        for e in routing_entries(topo, "s1")
-        if isinstance(e, fy.P4TableEntry)
-        and e.table_id == "routing_v6"
-        and e.match is not None
-        and "2001:db8:2::" in str(e.match)
-    )
-    results = s1.apply(
-        [
-            Change(ChangeKind.INSERT, None, group.encode(s)),
-            Change(ChangeKind.MODIFY, old.encode(s), route.encode(s)),
-        ]
-    )
-    assert results == [None, None]
+    s1.write([+group, ~route])
     assert ping("h1", "2001:db8:2::1", count=1)  # h1 knows its gateway's MAC: nothing queued
     with (
         capture("s1", "s1-eth2", "udp") as via_s2,
@@ -143,7 +147,7 @@ def test_ecmp_spreads_flows_over_both_members(
 
 
 def test_h_encaps_with_three_sids_and_end_dt6(
-    tri3: tuple[RunningLab, Topology], planes: dict[str, KernelDataplane]
+    tri3: tuple[RunningLab, Topology], planes: dict[str, P4RuntimeSwitch]
 ) -> None:
     """s1 encapsulates h1->h2 traffic with SRH [End s2, End s3, End.DT6 s3]; s2 and s3
     run End; s3 decapsulates."""
@@ -180,7 +184,7 @@ def test_h_encaps_with_three_sids_and_end_dt6(
 
 
 def test_usid_shift_and_decapsulation(
-    tri3: tuple[RunningLab, Topology], planes: dict[str, KernelDataplane]
+    tri3: tuple[RunningLab, Topology], planes: dict[str, P4RuntimeSwitch]
 ) -> None:
     """One uSID container fcbb:bb00:2:3:fe00:: with H.Encaps.Red (no SRH): s2 shifts (uN),
     s3 shifts (uN) and decapsulates at its local uDT6 uSID fe00."""
@@ -202,41 +206,37 @@ def test_usid_shift_and_decapsulation(
     assert first[0][IPv6].dst == "fcbb:bb00:2:3:fe00::"
     assert not first[0].haslayer(IPv6ExtHdrSegmentRouting)  # .Red with one SID: no SRH
     assert second[0][IPv6].dst == "fcbb:bb00:3:fe00::"  # s2 shifted its uSID out
-    counters = planes["s3"]._read_counters()
-    assert sum(c.packets for c in counters.values()) >= 6  # uN and uDT6 on s3 counted
+    counters = planes["s3"].counters()
+    assert sum(c.data.packet_count for c in counters) >= 6  # uN and uDT6 on s3 counted
 
 
 def test_a_dead_watch_port_leaves_its_group_and_comes_back(
-    tri3: tuple[RunningLab, Topology], planes: dict[str, KernelDataplane]
+    tri3: tuple[RunningLab, Topology], planes: dict[str, P4RuntimeSwitch]
 ) -> None:
     import subprocess
 
     _, topo = tri3
     route_everything(topo, planes)
     s1 = planes["s1"]
-    s1.start()
-    try:
-        group = fy.P4ActionProfileGroup(
-            "ecmp_selector",
-            group_id=100,
-            members=[fy.P4Member(2, weight=(1, 2)), fy.P4Member(3, weight=(1, 3))],
-        )
-        write(s1, [group])
+    group = fy.P4ActionProfileGroup(
+        "ecmp_selector",
+        group_id=100,
+        members=[fy.P4Member(2, weight=(1, 2)), fy.P4Member(3, weight=(1, 3))],
+    )
+    write(s1, [group])
 
-        def members() -> str:
-            return subprocess.run(
-                ["ip", "-n", netns("s1"), "nexthop", "show", "id", str(0x2000_0000 + 100)],
-                capture_output=True, text=True, check=True,
-            ).stdout  # fmt: skip
+    def members() -> str:
+        return subprocess.run(
+            ["ip", "-n", netns("s1"), "nexthop", "show", "id", str(0x2000_0000 + 100)],
+            capture_output=True, text=True, check=True,
+        ).stdout  # fmt: skip
 
-        assert f"group {0x1000_0002}/{0x1000_0003}" in members()
-        # The far end goes down: s1-eth3 loses carrier; the kernel drops member 3 at once.
-        subprocess.run(["ip", "-n", netns("s3"), "link", "set", "s3-eth3", "down"], check=True)
-        assert f"group {0x1000_0002} " in members() + " "
-        subprocess.run(["ip", "-n", netns("s3"), "link", "set", "s3-eth3", "up"], check=True)
-        wait_for(lambda: f"group {0x1000_0002}/{0x1000_0003}" in members())
-    finally:
-        s1.stop()
+    assert f"group {0x1000_0002}/{0x1000_0003}" in members()
+    # The far end goes down: s1-eth3 loses carrier; the kernel drops member 3 at once.
+    subprocess.run(["ip", "-n", netns("s3"), "link", "set", "s3-eth3", "down"], check=True)
+    assert f"group {0x1000_0002} " in members() + " "
+    subprocess.run(["ip", "-n", netns("s3"), "link", "set", "s3-eth3", "up"], check=True)
+    wait_for(lambda: f"group {0x1000_0002}/{0x1000_0003}" in members())
 
 
 def wait_for(condition: Any, timeout: float = 5.0) -> None:

@@ -1,0 +1,238 @@
+"""Benchmark switchd: P4Runtime write throughput with the kernel holding every entry, Read
+of all entries, and switchd's memory.
+
+Runs one switchd process in a fresh network namespace (two veth ports), pushes srv6.p4's
+P4Info, writes N routing_v6 entries (each a kernel route through a nexthop object) in
+batches, checks that the kernel holds every one (``ip -6 route show proto 222``), reads them
+all back with a wildcard Read, and reads switchd's RSS from /proc. Needs root.
+
+    .venv/bin/python bench/switchd_write.py [--entries 50000] [--batch 1000] [--json OUT]
+
+Goals (issue 3): >= 20,000 entries/s written; <= 150 MB RSS with 50,000 entries.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import ipaddress
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import grpc
+from finsy import pbutil
+from finsy.proto import p4i, p4r, p4r_grpc
+
+ROOT = Path(__file__).resolve().parents[1]
+P4INFO = ROOT / "p4" / "build" / "srv6.p4info.txtpb"
+NETNS = f"srv6lab-bench{os.getpid()}"
+PORTS = {1: "bs-eth1", 2: "bs-eth2"}
+
+
+def sh(*args: str) -> str:
+    return subprocess.run(args, check=True, capture_output=True, text=True).stdout
+
+
+def names(info: p4i.P4Info) -> dict[str, int]:
+    out = {t.preamble.name: t.preamble.id for t in info.tables}
+    out.update({a.preamble.name: a.preamble.id for a in info.actions})
+    out.update({p.preamble.name: p.preamble.id for p in info.action_profiles})
+    return out
+
+
+def setup_namespace() -> None:
+    sh("ip", "netns", "add", NETNS)
+    sh("ip", "-n", NETNS, "link", "set", "lo", "up")
+    for n, name in PORTS.items():
+        sh("ip", "-n", NETNS, "link", "add", name, "type", "veth", "peer", "name", f"bp{n}")
+        sh("ip", "-n", NETNS, "link", "set", name, "up")
+        sh("ip", "-n", NETNS, "link", "set", f"bp{n}", "up")
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+async def run(entries: int, batch: int, address: str, pid: int) -> dict[str, Any]:
+    info = pbutil.from_text(P4INFO.read_text(), p4i.P4Info)
+    ids = names(info)
+    channel = grpc.aio.insecure_channel(address)
+    stub = p4r_grpc.P4RuntimeStub(channel)
+    election = p4r.Uint128(high=0, low=1)
+    requests: asyncio.Queue[p4r.StreamMessageRequest] = asyncio.Queue()
+    await requests.put(
+        p4r.StreamMessageRequest(
+            arbitration=p4r.MasterArbitrationUpdate(device_id=1, election_id=election)
+        )
+    )
+
+    async def outgoing() -> Any:
+        while True:
+            yield await requests.get()
+
+    stream = stub.StreamChannel(outgoing())
+    reply = await stream.read()
+    assert reply.arbitration.status.code == 0, reply
+    await stub.SetForwardingPipelineConfig(
+        p4r.SetForwardingPipelineConfigRequest(
+            device_id=1,
+            election_id=election,
+            action=p4r.SetForwardingPipelineConfigRequest.VERIFY_AND_COMMIT,
+            config=p4r.ForwardingPipelineConfig(p4info=info),
+        )
+    )
+
+    def update(entity: p4r.Entity) -> p4r.Update:
+        return p4r.Update(type=p4r.Update.INSERT, entity=entity)
+
+    setup = [
+        update(
+            p4r.Entity(
+                table_entry=p4r.TableEntry(
+                    table_id=ids["IngressPipeImpl.next_hop"],
+                    match=[p4r.FieldMatch(field_id=1, exact=p4r.FieldMatch.Exact(value=b"\x01"))],
+                    action=p4r.TableAction(
+                        action=p4r.Action(
+                            action_id=ids["IngressPipeImpl.rewrite"],
+                            params=[
+                                p4r.Action.Param(param_id=1, value=b"\x01"),
+                                p4r.Action.Param(param_id=2, value=bytes.fromhex("025300010001")),
+                                p4r.Action.Param(param_id=3, value=bytes.fromhex("025300020001")),
+                            ],
+                        )
+                    ),
+                )
+            )
+        ),
+        update(
+            p4r.Entity(
+                action_profile_member=p4r.ActionProfileMember(
+                    action_profile_id=ids["IngressPipeImpl.ecmp_selector"],
+                    member_id=1,
+                    action=p4r.Action(
+                        action_id=ids["IngressPipeImpl.set_next_hop"],
+                        params=[p4r.Action.Param(param_id=1, value=b"\x01")],
+                    ),
+                )
+            )
+        ),
+    ]
+    await stub.Write(p4r.WriteRequest(device_id=1, election_id=election, updates=setup))
+    base = int(ipaddress.IPv6Address("2001:db8::"))
+    table = ids["IngressPipeImpl.routing_v6"]
+    batches = []
+    for start in range(0, entries, batch):
+        updates = []
+        for i in range(start, min(entries, start + batch)):
+            prefix = (base + ((i + 0x10000) << 64)).to_bytes(16, "big")
+            updates.append(
+                update(
+                    p4r.Entity(
+                        table_entry=p4r.TableEntry(
+                            table_id=table,
+                            match=[
+                                p4r.FieldMatch(
+                                    field_id=1, lpm=p4r.FieldMatch.LPM(value=prefix, prefix_len=64)
+                                )
+                            ],
+                            action=p4r.TableAction(action_profile_member_id=1),
+                        )
+                    )
+                )
+            )
+        batches.append(p4r.WriteRequest(device_id=1, election_id=election, updates=updates))
+    print(f"writing {entries} routing_v6 entries in batches of {batch} ...", flush=True)
+    t0 = time.perf_counter()
+    for i, request in enumerate(batches):
+        await stub.Write(request)
+        if (i + 1) % max(1, len(batches) // 5) == 0:
+            done = min(entries, (i + 1) * batch)
+            print(f"  {done} written, {time.perf_counter() - t0:.2f} s", flush=True)
+    write_s = time.perf_counter() - t0
+    in_kernel = sum(
+        1
+        for line in sh("ip", "-n", NETNS, "-6", "route", "show", "proto", "222").splitlines()
+        if line.startswith("2001:db8:")
+    )
+    t0 = time.perf_counter()
+    read = 0
+    async for response in stub.Read(
+        p4r.ReadRequest(device_id=1, entities=[p4r.Entity(table_entry=p4r.TableEntry())])
+    ):
+        read += len(response.entities)
+    read_s = time.perf_counter() - t0
+    rss = rss_mb(pid)
+    stream.cancel()
+    await channel.close()
+    return {
+        "entries": entries,
+        "batch": batch,
+        "write_seconds": round(write_s, 3),
+        "write_entries_per_second": round(entries / write_s),
+        "kernel_routes": in_kernel,
+        "read_entries": read,
+        "read_seconds": round(read_s, 3),
+        "switchd_rss_mb": round(rss, 1),
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--entries", type=int, default=50_000, help="entries to write")
+    parser.add_argument("--batch", type=int, default=1000, help="updates per WriteRequest")
+    parser.add_argument("--json", metavar="OUT", help="also write the figures as JSON")
+    args = parser.parse_args()
+    if os.geteuid() != 0:
+        print("needs root (a network namespace)", file=sys.stderr)
+        return 1
+    setup_namespace()
+    with tempfile.TemporaryDirectory(prefix="srv6lab-bench-") as tmp:
+        sock = f"unix:{tmp}/switchd.sock"
+        log = Path(tmp) / "switchd.log"
+        ports = ",".join(f"{n}={name}" for n, name in PORTS.items())
+        with log.open("w") as out:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "switchd.cli", "--listen", sock, "--netns", NETNS,
+                 "--ports", ports, "--log-level", "warning"],
+                stdout=out, stderr=subprocess.STDOUT, cwd=ROOT,
+            )  # fmt: skip
+        try:
+            with grpc.insecure_channel(sock) as ch:
+                try:
+                    grpc.channel_ready_future(ch).result(timeout=30)
+                except grpc.FutureTimeoutError:
+                    print(f"switchd did not listen within 30 s:\n{log.read_text()}")
+                    raise
+            rss_idle = rss_mb(proc.pid)
+            figures = asyncio.run(run(args.entries, args.batch, sock, proc.pid))
+            figures["switchd_rss_idle_mb"] = round(rss_idle, 1)
+        finally:
+            proc.terminate()
+            proc.wait(timeout=10)
+            subprocess.run(["ip", "netns", "del", NETNS], check=False)
+    print()
+    print(
+        f"{'entries written (kernel holds)':<34}{figures['entries']} ({figures['kernel_routes']})"
+    )
+    print(f"{'write throughput':<34}{figures['write_entries_per_second']} entries/s "
+          f"({figures['write_seconds']} s, batches of {figures['batch']})")  # fmt: skip
+    print(f"{'read all entries':<34}{figures['read_entries']} in {figures['read_seconds']} s")
+    print(f"{'switchd RSS idle / loaded':<34}"
+          f"{figures['switchd_rss_idle_mb']} / {figures['switchd_rss_mb']} MB")  # fmt: skip
+    if args.json:
+        Path(args.json).write_text(json.dumps(figures, indent=2))
+    ok = figures["kernel_routes"] == figures["entries"]
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
