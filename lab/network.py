@@ -115,6 +115,20 @@ class LabNetwork:
         )
         switchd_nodes.write_switches_file(self.run_dir, self.topology.name, self.endpoints)
 
+    def restart_switchd(self, name: str) -> None:
+        """Stop the switchd of switch ``name`` (SIGTERM: the kernel keeps forwarding) and
+        start it again with the same options; returns once it listens. The new switchd
+        reads its state back from the kernel."""
+        from lab import switchd_nodes
+
+        for i, endpoint in enumerate(self.endpoints):
+            if endpoint.name == name:
+                switchd_nodes.stop_all([self.switchd[i]])
+                self.switchd[i] = switchd_nodes.start_one(self.node(name), endpoint)
+                switchd_nodes.wait_ready([endpoint], [self.switchd[i]])
+                return
+        raise LabError(f"no switchd runs on {name!r}")
+
     def _add_node(self, add: Callable[..., Any], name: str) -> None:
         node = add(name, **self.mn_topo.nodeInfo(name))
         netns = namespaces.netns_name(name, self.netns_prefix)

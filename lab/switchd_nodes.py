@@ -17,6 +17,7 @@ device id = the switch's node id. ``<run dir>/switches.json`` lists them for con
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 import time
@@ -53,36 +54,43 @@ def start_all(
     procs: list[subprocess.Popen[bytes]] = []
     for sw in topo.switches:
         sock = directory / f"{sw.name}.sock"
-        log = directory / f"{sw.name}.log"
         sock.unlink(missing_ok=True)
-        ports = {str(i.port): i.name for i in topo.interfaces_of(sw.name)}
-        cmd = [
-            sys.executable, "-m", "switchd.cli",
-            "--listen", f"unix:{sock}",
-            "--device-id", str(sw.node_id),
-            "--state-dir", str(directory / sw.name),
-            "--ports", ",".join(f"{p}={n}" for p, n in ports.items()),
-        ]  # fmt: skip
-        with log.open("ab") as out:
-            procs.append(nodes[sw.name].popen(cmd, stdout=out, stderr=subprocess.STDOUT))
-        endpoints.append(
-            SwitchEndpoint(
-                name=sw.name,
-                kind="kernel",
-                device_id=sw.node_id,
-                p4runtime=f"unix:{sock}",
-                gnmi=f"unix:{sock}",
-                ports=ports,
-                netns=netns[sw.name],
-                log=str(log),
-            )
+        # A new lab has new switches: no pipeline saved by an earlier lab's switchd.
+        shutil.rmtree(directory / sw.name, ignore_errors=True)
+        endpoint = SwitchEndpoint(
+            name=sw.name,
+            kind="kernel",
+            device_id=sw.node_id,
+            p4runtime=f"unix:{sock}",
+            gnmi=f"unix:{sock}",
+            ports={str(i.port): i.name for i in topo.interfaces_of(sw.name)},
+            netns=netns[sw.name],
+            log=str(directory / f"{sw.name}.log"),
         )
+        endpoints.append(endpoint)
+        procs.append(start_one(nodes[sw.name], endpoint))
     try:
         wait_ready(endpoints, procs)
     except BaseException:
         stop_all(procs)
         raise
     return endpoints, procs
+
+
+def start_one(node: Any, endpoint: SwitchEndpoint) -> subprocess.Popen[bytes]:
+    """Start one switchd inside ``node``'s namespace (log appended to endpoint.log)."""
+    log = Path(endpoint.log)
+    directory = log.parent
+    cmd = [
+        sys.executable, "-m", "switchd.cli",
+        "--listen", endpoint.p4runtime,
+        "--device-id", str(endpoint.device_id),
+        "--state-dir", str(directory / endpoint.name),
+        "--ports", ",".join(f"{p}={n}" for p, n in endpoint.ports.items()),
+    ]  # fmt: skip
+    with log.open("ab") as out:
+        proc: subprocess.Popen[bytes] = node.popen(cmd, stdout=out, stderr=subprocess.STDOUT)
+    return proc
 
 
 def wait_ready(

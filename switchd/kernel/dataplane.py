@@ -40,6 +40,7 @@ from switchd.kernel.state import (
     HostPort,
     MySid,
     NextHop,
+    Prefix,
     Record,
     Route,
     SegmentList,
@@ -100,7 +101,7 @@ class KernelDataplane:
         self.ports_up: set[int] = set()
         self.tunnel_source: ipaddress.IPv6Address | None = None
         self._lock = threading.RLock()
-        self._counter_cache: tuple[float, dict[ipaddress.IPv6Network, CounterValue]] | None = None
+        self._counter_cache: tuple[float, dict[Prefix, CounterValue]] | None = None
         self._monitor: threading.Thread | None = None
         self._stop = threading.Event()
         self._watching = threading.Event()
@@ -214,12 +215,17 @@ class KernelDataplane:
             )
             if failures:
                 raise DataplaneError("INTERNAL", f"cannot create {SID_DEV}: {failures[0]}")
-        lines = [f"rule del pref {pref}" for pref, _ in RULES]
-        self.ip.batch(lines, force=True)
-        self.ip.batch([f"rule add pref {pref} lookup {table}" for pref, table in RULES], False)
-        err = self.ip.nft(NFT_SETUP)
-        if err:
-            raise DataplaneError("INTERNAL", f"nftables setup failed: {err}")
+        # Idempotent, and never a moment without the rules: a restarted switchd must not
+        # disturb forwarding.
+        have = {(r.get("priority"), str(r.get("table"))) for r in self.ip.json("-6", "rule")}
+        missing = [(p, t) for p, t in RULES if (p, str(t)) not in have]
+        for pref, table in missing:
+            self.ip.batch([f"rule del pref {pref}"], force=True)
+            self.ip.batch([f"rule add pref {pref} lookup {table}"], force=False)
+        if self.ip.nft_json("list", "table", "inet", "srv6lab") is None:
+            err = self.ip.nft(NFT_SETUP)
+            if err:
+                raise DataplaneError("INTERNAL", f"nftables setup failed: {err}")
 
     def _ports(self) -> Ports:
         return Ports(self.port_names, frozenset(self.ports_up))
@@ -552,8 +558,8 @@ class KernelDataplane:
 
     # -- reading back -----------------------------------------------------------------------
 
-    def _read_counters(self) -> dict[ipaddress.IPv6Network, CounterValue]:
-        out: dict[ipaddress.IPv6Network, CounterValue] = {}
+    def _read_counters(self) -> dict[Prefix, CounterValue]:
+        out: dict[Prefix, CounterValue] = {}
         for route in self.ip.json("-6", "-s", "route", "show", "table", str(TABLE_MY_SID)):
             stats = route.get("stats64")
             if stats:
@@ -686,8 +692,8 @@ def _kernel_id(kid: int) -> tuple[str, int]:
     return "group", kid - HEADEND_GROUP_BASE
 
 
-def _network(text: str) -> ipaddress.IPv6Network:
-    return ipaddress.IPv6Network(text if "/" in text else f"{text}/128")
+def _network(text: str) -> Prefix:
+    return Prefix.parse(text)
 
 
 def _behaviour(route: dict[str, Any]) -> str | None:

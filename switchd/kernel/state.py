@@ -8,8 +8,9 @@ inverse, used when entries are recovered from the kernel after a restart.
 from __future__ import annotations
 
 import ipaddress
+import socket
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from finsy.proto import p4r
 
@@ -18,6 +19,22 @@ from switchd.kernel.schema import Schema
 
 MAX_ID = 0x0FFF_FFFF
 """Member and group ids must fit the kernel nexthop id ranges (see render.py)."""
+
+
+class Prefix(NamedTuple):
+    """An IPv6 prefix as (network address as an int, length): hashed and printed many
+    thousand times per second on the write path, where ipaddress.IPv6Network is slow."""
+
+    value: int
+    length: int
+
+    def __str__(self) -> str:
+        return f"{socket.inet_ntop(socket.AF_INET6, self.value.to_bytes(16, 'big'))}/{self.length}"
+
+    @classmethod
+    def parse(cls, text: str) -> Prefix:
+        net = ipaddress.IPv6Network(text if "/" in text else f"{text}/128")
+        return cls(int(net.network_address), net.prefixlen)
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,14 +78,14 @@ class Route:
     """A routing_v6 or srv6_headend entry: prefix to an action profile member or group."""
 
     table: str
-    prefix: ipaddress.IPv6Network
+    prefix: Prefix
     member_id: int | None
     group_id: int | None
 
 
 @dataclass(frozen=True, slots=True)
 class MySid:
-    prefix: ipaddress.IPv6Network
+    prefix: Prefix
     behaviour: str  # end, end_x, usid_un, usid_ua, end_dt6
     nexthop_id: int | None
 
@@ -80,7 +97,7 @@ class HostPort:
 
 @dataclass(frozen=True, slots=True)
 class SidBlock:
-    prefix: ipaddress.IPv6Network
+    prefix: Prefix
 
 
 Record = NextHop | EcmpMember | SegmentList | Group | Route | MySid | HostPort | SidBlock
@@ -118,16 +135,16 @@ def _bytes(value: int, width_bits: int) -> bytes:
     return value.to_bytes(length, "big")
 
 
-def _lpm(schema: Schema, table: str, entry: p4r.TableEntry) -> ipaddress.IPv6Network:
+def _lpm(schema: Schema, table: str, entry: p4r.TableEntry) -> Prefix:
     fid = schema.field_id[(table, "hdr.ipv6.dst_addr")]
     for m in entry.match:
         if m.field_id == fid:
             addr = _int(m.lpm.value)
             plen = m.lpm.prefix_len
             mask = ((1 << plen) - 1) << (128 - plen) if plen else 0
-            return ipaddress.IPv6Network((addr & mask, plen))
+            return Prefix(addr & mask, plen)
     # An LPM field left out of the match is the /0 default route.
-    return ipaddress.IPv6Network("::/0")
+    return Prefix(0, 0)
 
 
 def _exact(schema: Schema, table: str, field: str, entry: p4r.TableEntry) -> int:
@@ -241,15 +258,13 @@ def _decode_table_entry(schema: Schema, entry: p4r.TableEntry) -> Record:
 # -- encoding (recovery) ----------------------------------------------------------------------
 
 
-def _lpm_match(schema: Schema, table: str, prefix: ipaddress.IPv6Network) -> list[p4r.FieldMatch]:
-    if prefix.prefixlen == 0:
+def _lpm_match(schema: Schema, table: str, prefix: Prefix) -> list[p4r.FieldMatch]:
+    if prefix.length == 0:
         return []
     return [
         p4r.FieldMatch(
             field_id=schema.field_id[(table, "hdr.ipv6.dst_addr")],
-            lpm=p4r.FieldMatch.LPM(
-                value=_bytes(int(prefix.network_address), 128), prefix_len=prefix.prefixlen
-            ),
+            lpm=p4r.FieldMatch.LPM(value=_bytes(prefix.value, 128), prefix_len=prefix.length),
         )
     ]
 

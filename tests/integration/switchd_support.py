@@ -147,11 +147,11 @@ class Capture:
         finally:
             self.dir.cleanup()
 
-    def _wait_until_quiet(self, step: float = 0.05, timeout: float = 2.0) -> None:
+    def _wait_until_quiet(self, step: float = 0.1, timeout: float = 3.0) -> None:
         """Wait until tcpdump's file stops growing (immediate mode, written at once: -U)."""
         deadline = time.monotonic() + timeout
         last, stable = -1, 0
-        while stable < 2 and time.monotonic() < deadline:
+        while stable < 3 and time.monotonic() < deadline:
             size = self.path.stat().st_size if self.path.exists() else 0
             stable = stable + 1 if size == last else 0
             last = size
@@ -198,3 +198,116 @@ def ping(node: str, dst: str, count: int = 3) -> bool:
         capture_output=True, text=True, check=False, timeout=30,
     )  # fmt: skip
     return proc.returncode == 0
+
+
+RECEIVER = """
+import socket, sys, time
+s = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+s.bind(("::", int(sys.argv[1])))
+s.settimeout(float(sys.argv[2]))
+seen = set()
+print("listening", flush=True)
+try:
+    while True:
+        data, _ = s.recvfrom(64)
+        seen.add(int.from_bytes(data[:8], "big"))
+except socket.timeout:
+    pass
+print(len(seen), max(seen) + 1 if seen else 0, flush=True)
+"""
+
+SENDER = """
+import socket, sys, time
+s = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+dst, port, rate, seconds = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4])
+count = int(rate * seconds)
+start = time.perf_counter()
+for seq in range(count):
+    delay = start + seq / rate - time.perf_counter()
+    if delay > 0:
+        time.sleep(delay)
+    s.sendto(seq.to_bytes(8, "big"), (dst, port))
+print(count, flush=True)
+"""
+
+
+class Flow:
+    """A UDP probe flow between two lab hosts: every datagram carries a sequence number; the
+    receiver counts distinct ones and stops after ``idle`` seconds without traffic."""
+
+    def __init__(
+        self, src: str, dst: str, dst_addr: str, *, rate: int, seconds: float, idle: float = 2.0
+    ) -> None:
+        self.receiver = subprocess.Popen(
+            ["ip", "netns", "exec", netns(dst), "python3", "-c", RECEIVER, "7000", str(idle)],
+            stdout=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        assert self.receiver.stdout is not None
+        assert self.receiver.stdout.readline().strip() == "listening"
+        self.sender = subprocess.Popen(
+            ["ip", "netns", "exec", netns(src), "python3", "-c", SENDER, dst_addr, "7000",
+             str(rate), str(seconds)],
+            stdout=subprocess.PIPE, text=True,
+        )  # fmt: skip
+
+    def result(self, timeout: float = 60) -> tuple[int, int]:
+        """(sent, received distinct)."""
+        sent_out, _ = self.sender.communicate(timeout=timeout)
+        received_out, _ = self.receiver.communicate(timeout=timeout)
+        return int(sent_out.split()[0]), int(received_out.split()[0])
+
+    def close(self) -> None:
+        for proc in (self.sender, self.receiver):
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+
+
+def tx_packets(node: str, ifname: str) -> int:
+    import json
+
+    out = subprocess.run(
+        ["ip", "-n", netns(node), "-s", "-j", "link", "show", ifname],
+        capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    return int(json.loads(out)[0]["stats64"]["tx"]["packets"])
+
+
+COUNTER = """
+import socket, sys
+s = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+s.bind(("::", int(sys.argv[1])))
+s.settimeout(float(sys.argv[2]))
+count, expect = 0, int(sys.argv[3])
+print("listening", flush=True)
+try:
+    while count < expect:
+        s.recvfrom(2048)
+        count += 1
+except socket.timeout:
+    pass
+print(count, flush=True)
+"""
+
+
+class UdpReceiver:
+    """Counts the UDP datagrams a lab host receives on a port, until ``expect`` arrived or
+    none came for ``idle`` seconds."""
+
+    def __init__(self, node: str, port: int, expect: int, idle: float = 2.0) -> None:
+        self.proc = subprocess.Popen(
+            ["ip", "netns", "exec", netns(node), "python3", "-c", COUNTER,
+             str(port), str(idle), str(expect)],
+            stdout=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        assert self.proc.stdout is not None
+        assert self.proc.stdout.readline().strip() == "listening"
+
+    def result(self) -> int:
+        out, _ = self.proc.communicate(timeout=60)
+        return int(out.split()[-1])
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()

@@ -30,7 +30,8 @@ def test_state_file_describes_the_ready_lab(line3: RunningLab, private_netns: st
     assert state.nodes["s1"].netns == f"{private_netns}s1"
     assert state.nodes["s1"].switch_kind == "kernel"
     phases = [s.text.split()[0] for s in state.steps]
-    assert phases == ["starting", "creating", "configuring", "waiting"]
+    assert phases == ["starting", "creating", "configuring", "waiting", "starting"]
+    assert state.steps[-1].text == "starting switchd on 3 switches"
 
 
 def test_every_node_has_a_named_namespace(line3: RunningLab, probe: Any) -> None:
