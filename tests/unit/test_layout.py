@@ -30,9 +30,12 @@ print(json.dumps(out))
 """
 
 
-def _resolve() -> dict[str, dict[str, object] | None]:
+SHELL_PYTHON = ROOT / ".venv-p4runtime-shell" / "bin" / "python"
+
+
+def _resolve(python: str = sys.executable) -> dict[str, dict[str, object] | None]:
     proc = subprocess.run(
-        [sys.executable, "-c", PROBE.format(root=str(ROOT))],
+        [python, "-c", PROBE.format(root=str(ROOT))],
         capture_output=True,
         text=True,
         check=True,
@@ -56,13 +59,12 @@ def test_mininet_resolves_outside_the_repository() -> None:
 
 
 def test_p4_resolves_outside_the_repository() -> None:
-    found = _resolve()["p4"]
-    if found is None or found["origin"] is None:
-        # Only our own p4/ folder (a namespace portion, never a regular package) is visible:
-        # the p4runtime wheel is not installed in this environment (finsy provides the
-        # bindings), so there is nothing for p4/ to shadow.
-        locations = [] if found is None else [Path(str(p)) for p in found["locations"]]  # type: ignore[union-attr]
-        assert all(not (p / "__init__.py").exists() for p in locations)
-        pytest.skip("no installed p4 package here; p4/ cannot shadow one (no __init__.py)")
+    """The p4runtime wheel (package ``p4``) lives in p4runtime-shell's environment, which
+    the bootstrap makes; our own .venv has no ``p4`` (finsy provides the bindings)."""
+    if not SHELL_PYTHON.exists():
+        pytest.skip("no environment with the p4 package: bash scripts/bootstrap.sh setup")
+    found = _resolve(str(SHELL_PYTHON))["p4"]
+    assert found is not None and found["origin"] is not None, found
     origin = Path(str(found["origin"])).resolve()
+    assert origin.name == "__init__.py"
     assert not origin.is_relative_to(ROOT / "p4"), origin
