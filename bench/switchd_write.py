@@ -190,6 +190,9 @@ def main() -> int:
     parser.add_argument("--entries", type=int, default=50_000, help="entries to write")
     parser.add_argument("--batch", type=int, default=1000, help="updates per WriteRequest")
     parser.add_argument("--json", metavar="OUT", help="also write the figures as JSON")
+    parser.add_argument(
+        "--profile", metavar="OUT", help="run switchd under cProfile, stats written to OUT"
+    )
     args = parser.parse_args()
     if os.geteuid() != 0:
         print("needs root (a network namespace)", file=sys.stderr)
@@ -199,10 +202,11 @@ def main() -> int:
         sock = f"unix:{tmp}/switchd.sock"
         log = Path(tmp) / "switchd.log"
         ports = ",".join(f"{n}={name}" for n, name in PORTS.items())
+        profile = ["-m", "cProfile", "-o", args.profile] if args.profile else []
         with log.open("w") as out:
             proc = subprocess.Popen(
-                [sys.executable, "-m", "switchd.cli", "--listen", sock, "--netns", NETNS,
-                 "--ports", ports, "--log-level", "warning"],
+                ["ip", "netns", "exec", NETNS, sys.executable, *profile, "-m", "switchd.cli",
+                 "--listen", sock, "--ports", ports, "--log-level", "warning"],
                 stdout=out, stderr=subprocess.STDOUT, cwd=ROOT,
             )  # fmt: skip
         try:
@@ -210,7 +214,7 @@ def main() -> int:
                 try:
                     grpc.channel_ready_future(ch).result(timeout=30)
                 except grpc.FutureTimeoutError:
-                    print(f"switchd did not listen within 30 s:\n{log.read_text()}")
+                    print(f"switchd (exit {proc.poll()}) did not listen in 30 s:\n{log.read_text()}")
                     raise
             rss_idle = rss_mb(proc.pid)
             figures = asyncio.run(run(args.entries, args.batch, sock, proc.pid))

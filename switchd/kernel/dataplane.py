@@ -99,6 +99,7 @@ class KernelDataplane:
         self.rdeps: dict[RKey, set[RKey]] = {}
         self.objects: dict[KKey, KObj] = {}
         self.ports_up: set[int] = set()
+        self._ports_view: Ports | None = None
         self.tunnel_source: ipaddress.IPv6Address | None = None
         self._lock = threading.RLock()
         self._counter_cache: tuple[float, dict[Prefix, CounterValue]] | None = None
@@ -228,7 +229,11 @@ class KernelDataplane:
                 raise DataplaneError("INTERNAL", f"nftables setup failed: {err}")
 
     def _ports(self) -> Ports:
-        return Ports(self.port_names, frozenset(self.ports_up))
+        """What render() knows of the ports; rebuilt only when a port changes."""
+        up = frozenset(self.ports_up)
+        if self._ports_view is None or self._ports_view.up != up:
+            self._ports_view = Ports(self.port_names, up)
+        return self._ports_view
 
     def _refresh_ports(self) -> None:
         up: set[int] = set()
@@ -269,6 +274,7 @@ class KernelDataplane:
         records every object that changed."""
         queue = [start]
         seen: set[RKey] = set()
+        ports = self._ports()
         while queue:
             key = queue.pop(0)
             if key in seen:
@@ -278,7 +284,7 @@ class KernelDataplane:
             record = self.records.get(key)
             old = self.objects.get(kkey)
             new = (
-                render(record, self.objects, self.records, self._ports(), self.protocol)
+                render(record, self.objects, self.records, ports, self.protocol)
                 if record is not None
                 else None
             )
