@@ -56,6 +56,15 @@ def tri3(
         yield lab, topo
 
 
+S1_BOTH_WAYS = fy.P4ActionProfileGroup(
+    "ecmp_selector",
+    group_id=100,
+    members=[fy.P4Member(2, weight=(1, 2)), fy.P4Member(3, weight=(1, 3))],
+)
+"""s1's two ways toward s3: over s2 (next hop and member 2), direct (3); each member
+watches its own port."""
+
+
 class P4RuntimeSwitch:
     """One lab switch seen by a P4Runtime client (finsy): each call connects, becomes
     primary, pushes srv6.p4's pipeline if the switch lacks it, does its work, leaves."""
@@ -130,16 +139,12 @@ def test_plain_routing_makes_ping_work(
 def test_ecmp_spreads_flows_over_both_members(
     tri3: tuple[RunningLab, Topology], planes: dict[str, P4RuntimeSwitch]
 ) -> None:
-    """s1 reaches s3's host over s2 or directly: both are 2 hops... the direct one is 1 hop,
-    so give s1 an explicit two-member group for h2's prefix."""
+    """s1 reaches h2 directly (1 hop) or over s2: an explicit two-member group for h2's
+    prefix spreads flows over both."""
     _, topo = tri3
     route_everything(topo, planes)
     s1 = planes["s1"]
-    group = fy.P4ActionProfileGroup(
-        "ecmp_selector",
-        group_id=100,
-        members=[fy.P4Member(2, weight=(1, 2)), fy.P4Member(3, weight=(1, 3))],
-    )
+    group = S1_BOTH_WAYS
     route = fy.P4TableEntry(
         "routing_v6",
         match=fy.P4TableMatch({"hdr.ipv6.dst_addr": "2001:db8:2::/64"}),
@@ -233,11 +238,7 @@ def test_a_dead_watch_port_leaves_its_group_and_comes_back(
     _, topo = tri3
     route_everything(topo, planes)
     s1 = planes["s1"]
-    group = fy.P4ActionProfileGroup(
-        "ecmp_selector",
-        group_id=100,
-        members=[fy.P4Member(2, weight=(1, 2)), fy.P4Member(3, weight=(1, 3))],
-    )
+    group = S1_BOTH_WAYS
     write(s1, [group])
 
     def members() -> str:
