@@ -214,7 +214,9 @@ def main() -> int:
                 try:
                     grpc.channel_ready_future(ch).result(timeout=30)
                 except grpc.FutureTimeoutError:
-                    print(f"switchd (exit {proc.poll()}) did not listen in 30 s:\n{log.read_text()}")
+                    print(
+                        f"switchd (exit {proc.poll()}) did not listen in 30 s:\n{log.read_text()}"
+                    )
                     raise
             rss_idle = rss_mb(proc.pid)
             figures = asyncio.run(run(args.entries, args.batch, sock, proc.pid))
