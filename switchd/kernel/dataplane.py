@@ -174,9 +174,12 @@ class KernelDataplane:
                 raise RuntimeError("switchd: the port watch did not start within 10 s")
 
     def stop(self) -> None:
+        """Stop watching ports. The watch thread blocks in netlink until the next event
+        (pyroute2 buffers messages, so a select() timeout would miss some): it is a daemon
+        thread and ends at that event or with the process; stop() does not wait for it."""
         self._stop.set()
         if self._monitor is not None:
-            self._monitor.join(timeout=2)
+            self._monitor.join(timeout=0.05)
             self._monitor = None
 
     def flush(self) -> None:
