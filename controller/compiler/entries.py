@@ -43,7 +43,7 @@ import ipaddress
 import zlib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, NamedTuple
 
 from controller.compiler.segments import DT6_FUNCTION, SegmentList, container
 from controller.paths import LinkRef, LiveGraph, ecmp_next_hops
@@ -136,6 +136,8 @@ class HeadendPath:
     member_id: int
     weight: int
     segments: tuple[ipaddress.IPv6Address, ...]
+    via: tuple[str, ...] = ()
+    """The switches the list forces (when it was compiled from a path), for people."""
 
 
 @dataclass(frozen=True, slots=True, order=True)
@@ -342,13 +344,18 @@ class PolicySpec:
     """The outer source; default: :func:`tunnel_source` of the ingress."""
 
 
+class _Resolved(NamedTuple):
+    spec: PolicySpec
+    src: ipaddress.IPv6Address
+    weights: dict[Sids, int]
+    via: dict[Sids, tuple[str, ...]]
+
+
 def compile_policies(topo: Topology, specs: Iterable[PolicySpec]) -> tuple[HeadendPolicy, ...]:
     """Headend policies with their ids, sorted by switch and prefix. Raises
     :class:`CompileError` on an unknown switch, a duplicate (switch, prefix), an empty
     policy, a weight below 1, or a segment list of the wrong length."""
-    resolved: list[
-        tuple[PolicySpec, ipaddress.IPv6Address, dict[tuple[ipaddress.IPv6Address, ...], int]]
-    ] = []
+    resolved: list[_Resolved] = []
     seen: set[tuple[str, ipaddress.IPv6Network]] = set()
     for spec in specs:
         where = f"policy {spec.prefix} at {spec.ingress}"
@@ -360,6 +367,7 @@ def compile_policies(topo: Topology, specs: Iterable[PolicySpec]) -> tuple[Heade
         if not spec.lists:
             raise CompileError(f"{where}: no segment list")
         weights: dict[Sids, int] = {}
+        via: dict[Sids, tuple[str, ...]] = {}
         for n, (segs, weight) in enumerate(spec.lists):
             sids = segs.sids if isinstance(segs, SegmentList) else tuple(segs)
             if isinstance(segs, SegmentList) and segs.ingress != spec.ingress:
@@ -371,23 +379,30 @@ def compile_policies(topo: Topology, specs: Iterable[PolicySpec]) -> tuple[Heade
             if isinstance(weight, bool) or not isinstance(weight, int) or weight < 1:
                 raise CompileError(f"{where}: segment list {n + 1}: weight {weight!r} below 1")
             weights[sids] = weights.get(sids, 0) + weight
+            if isinstance(segs, SegmentList):
+                via[sids] = segs.switches
         src = spec.src_addr or tunnel_source(topo, spec.ingress)
-        resolved.append((spec, src, weights))
+        resolved.append(_Resolved(spec, src, weights, via))
 
     out: list[HeadendPolicy] = []
-    for switch in sorted({spec.ingress for spec, _, _ in resolved}):
-        mine = [r for r in resolved if r[0].ingress == switch]
+    for switch in sorted({r.spec.ingress for r in resolved}):
+        mine = [r for r in resolved if r.spec.ingress == switch]
         member_key = {
             (spec.reduced, src, sids): _member_key(spec.reduced, src, sids)
-            for spec, src, weights in mine
+            for spec, src, weights, _ in mine
             for sids in weights
         }
         member_ids = assign_ids(member_key.values())
-        group_ids = assign_ids(f"policy:{spec.prefix}" for spec, _, w in mine if len(w) > 1)
-        for spec, src, weights in mine:
+        group_ids = assign_ids(f"policy:{r.spec.prefix}" for r in mine if len(r.weights) > 1)
+        for spec, src, weights, via in mine:
             paths = tuple(
                 sorted(
-                    HeadendPath(member_ids[member_key[(spec.reduced, src, sids)]], w, sids)
+                    HeadendPath(
+                        member_ids[member_key[(spec.reduced, src, sids)]],
+                        w,
+                        sids,
+                        via.get(sids, ()),
+                    )
                     for sids, w in weights.items()
                 )
             )
@@ -450,5 +465,6 @@ def dump(topo: Topology, network: Mapping[str, SwitchRules]) -> str:
             lines.append(f"  headend {p.prefix} -> {target}: {p.action} src {p.src_addr}")
             for path in p.paths:
                 segs = " ".join(str(s) for s in path.segments)
-                lines.append(f"    member {path.member_id:#09x} w{path.weight}: {segs}")
+                via = f" (via {' '.join(path.via)})" if path.via else ""
+                lines.append(f"    member {path.member_id:#09x} w{path.weight}: {segs}{via}")
     return "\n".join(lines) + "\n"
