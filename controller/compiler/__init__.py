@@ -22,6 +22,7 @@ from controller.compiler.entries import (
     compile_policies,
     dt6_prefix,
     dump,
+    host_prefix,
     tunnel_source,
 )
 from controller.compiler.p4entities import entities
@@ -66,6 +67,7 @@ __all__ = [
     "dt6_prefix",
     "dump",
     "entities",
+    "host_prefix",
     "pack_usids",
     "plan",
     "segment_list",

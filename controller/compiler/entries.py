@@ -238,6 +238,18 @@ def tunnel_source(topo: Topology, switch: str) -> ipaddress.IPv6Address:
     return topo.switch(switch).locator.network_address + 1
 
 
+def host_prefix(topo: Topology, host: str, switch: str | None = None) -> ipaddress.IPv6Network:
+    """The prefix of ``host``'s NIC on ``switch`` (the egress of a path to it), or of its
+    first NIC: what a headend policy toward that host matches."""
+    nics = topo.host(host).nics
+    if switch is None:
+        return nics[0].prefix
+    for nic in nics:
+        if nic.switch == switch:
+            return nic.prefix
+    raise CompileError(f"host {host} has no NIC on {switch}")
+
+
 def compile_fabric(
     topo: Topology, down: Iterable[LinkRef] = (), *, live: LiveGraph | None = None
 ) -> dict[str, SwitchRules]:
