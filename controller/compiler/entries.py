@@ -46,8 +46,9 @@ from dataclasses import dataclass, field
 from typing import Literal, NamedTuple
 
 from controller.compiler.segments import DT6_FUNCTION, SegmentList, container
-from controller.paths import LinkRef, LiveGraph, ecmp_next_hops
-from controller.topology import Topology
+from controller.paths import LinkRef, LiveGraph
+from controller.paths.shortest import next_hop_table
+from controller.topology import Link, Topology
 
 MAX_ID = 0x0FFF_FFFF
 Sids = tuple[ipaddress.IPv6Address, ...]
@@ -261,10 +262,10 @@ def compile_fabric(
     def is_live(a: str, b: str) -> bool:
         return frozenset((a, b)) not in dead
 
-    # destination node -> {node: its equal-cost next hops}, and prefixes per destination
-    toward: dict[str, Mapping[str, tuple[str, ...]]] = {}
-    for sw in topo.switches:
-        toward[sw.name] = ecmp_next_hops(graph, sw.name)
+    # per destination switch, every node's equal-cost next hops (the path engine's ECMP
+    # sets, by node index); the prefixes that go there: its locator, its hosts' NICs
+    names = graph.names
+    toward = {sw.name: next_hop_table(graph, graph.node(sw.name)) for sw in topo.switches}
     targets: list[tuple[ipaddress.IPv6Network, str, str]] = []  # (prefix, switch, name)
     for sw in topo.switches:
         targets.append((sw.locator, sw.name, sw.name))
@@ -272,6 +273,11 @@ def compile_fabric(
         for nic in host.nics:
             if is_live(host.name, nic.switch):
                 targets.append((nic.prefix, nic.switch, host.name))
+    links_of: dict[str, list[Link]] = {sw.name: [] for sw in topo.switches}
+    for link in topo.links:
+        for end in link.ends():
+            if end in links_of:
+                links_of[end].append(link)
 
     out: dict[str, SwitchRules] = {}
     for sw in topo.switches:
@@ -280,7 +286,7 @@ def compile_fabric(
         by_neighbour: dict[str, int] = {}
         my_sids = [MySid(name, sw.locator, "usid_un"), MySid(name, dt6_prefix(topo), "end_dt6")]
         host_ports: list[HostPort] = []
-        for link in topo.links_of(name):
+        for link in links_of[name]:
             mine, peer = link.interface_at(name), link.peer_of(name)
             if link.kind == "access":
                 host_ports.append(HostPort(name, mine.port, peer.node))
@@ -292,6 +298,8 @@ def compile_fabric(
             if ua is not None:
                 my_sids.append(MySid(name, ua, "usid_ua", mine.port))
 
+        me = graph.node(name)
+        hops_to: dict[str, tuple[int, ...]] = {}  # per destination switch
         wanted: list[tuple[ipaddress.IPv6Network, str, tuple[int, ...]]] = []
         for prefix, target, owner in targets:
             if target == name:
@@ -299,12 +307,17 @@ def compile_fabric(
                     continue  # our own locator: my_sid, never a route
                 hops: tuple[int, ...] = (by_neighbour[owner],)
             else:
-                hops = tuple(sorted(by_neighbour[h] for h in toward[target].get(name, ())))
+                if target not in hops_to:
+                    hops_to[target] = tuple(
+                        sorted(by_neighbour[names[h]] for h in toward[target][me])
+                    )
+                hops = hops_to[target]
                 if not hops:
                     continue  # cut off from it
             wanted.append((prefix, owner, hops))
 
-        group_ids = assign_ids(_ecmp_key(hops) for _, _, hops in wanted if len(hops) > 1)
+        keys = {hops: _ecmp_key(hops) for hops in set(hops_to.values()) if len(hops) > 1}
+        group_ids = assign_ids(keys.values())
         groups = [
             EcmpGroup(
                 name,
@@ -316,7 +329,7 @@ def compile_fabric(
         routes = [
             Route(name, prefix, hops[0], None, owner)
             if len(hops) == 1
-            else Route(name, prefix, None, group_ids[_ecmp_key(hops)], owner)
+            else Route(name, prefix, None, group_ids[keys[hops]], owner)
             for prefix, owner, hops in wanted
         ]
         out[name] = SwitchRules(
@@ -324,12 +337,16 @@ def compile_fabric(
             next_hops=tuple(sorted(next_hops)),
             ecmp_members=tuple(sorted(EcmpMember(name, nh.id, nh.id) for nh in next_hops)),
             ecmp_groups=tuple(sorted(groups)),
-            routes=tuple(sorted(routes)),
+            routes=tuple(sorted(routes, key=_by_prefix)),
             my_sids=tuple(sorted(my_sids)),
             host_ports=tuple(sorted(host_ports)),
             sid_blocks=(SidBlock(name, topo.addressing.usid_block),),
         )
     return out
+
+
+def _by_prefix(route: Route) -> tuple[int, int]:
+    return int(route.prefix.network_address), route.prefix.prefixlen
 
 
 def _ecmp_key(ports: Sequence[int]) -> str:
