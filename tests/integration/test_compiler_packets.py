@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from controller.compiler import (
+    DT6_FUNCTION,
     Encoding,
     PolicySpec,
     compile_fabric,
@@ -19,6 +20,7 @@ from controller.compiler import (
     dt6_prefix,
     entities,
     host_prefix,
+    pack_usids,
     segment_list,
 )
 from controller.topology import Topology, load
@@ -96,3 +98,30 @@ def test_a_policy_steers_through_the_waypoint(
     assert s2_after[s2_un] - s2_before[s2_un] >= 5  # the waypoint saw every request
     assert s3_after[s3_un] - s3_before[s3_un] >= 5
     assert s3_after[dt6_prefix(topo)] - s3_before[dt6_prefix(topo)] >= 5
+
+
+def test_local_usids_after_an_adjacency_and_at_the_headend(
+    tri3: tuple[RunningLab, Topology], planes: dict[str, P4RuntimeSwitch]
+) -> None:
+    """The uSID scheme's claims on the kernel: a uA is processed by the node that holds the
+    packet, also at the headend (s1's own uA first), and the uSID after a uA is processed
+    by the neighbour it reached (s3 decapsulates uDT6 right after s2's uA)."""
+    _, topo = tri3
+    block = topo.addressing.usid_block
+
+    def ua(node: str, peer: str) -> int:
+        return 0xE000 + topo.link(node, peer).interface_at(node).port
+
+    # s1 --uA--> s2 --uA--> s3, uDT6 at s3: the long way, with no uN at all
+    lists = (pack_usids(block, [ua("s1", "s2"), ua("s2", "s3"), DT6_FUNCTION]), 1)
+    policy = PolicySpec("s1", host_prefix(topo, "h2", "s3"), (lists,))
+    install(topo, planes, [policy])
+    ua_s1 = ipaddress.IPv6Network((int(pack_usids(block, [ua("s1", "s2")])[0]), 48))
+    ua_s2 = ipaddress.IPv6Network((int(pack_usids(block, [ua("s2", "s3")])[0]), 48))
+    before = {name: sid_counts(planes[name]) for name in ("s1", "s2", "s3")}
+    assert ping("h1", H2, count=5)
+    after = {name: sid_counts(planes[name]) for name in ("s1", "s2", "s3")}
+    assert after["s1"][ua_s1] - before["s1"][ua_s1] >= 5
+    assert after["s2"][ua_s2] - before["s2"][ua_s2] >= 5
+    dt6 = dt6_prefix(topo)
+    assert after["s3"][dt6] - before["s3"][dt6] >= 5
