@@ -25,7 +25,7 @@ from controller.compiler import (
 )
 from controller.topology import Topology, load
 from lab.session import RunningLab, running_lab
-from tests.integration.switchd_support import ping
+from tests.integration.switchd_support import UdpReceiver, ping, send_udp
 from tests.integration.test_switchd_packets import TRI3, P4RuntimeSwitch
 
 pytestmark = pytest.mark.root
@@ -125,3 +125,30 @@ def test_local_usids_after_an_adjacency_and_at_the_headend(
     assert after["s2"][ua_s2] - before["s2"][ua_s2] >= 5
     dt6 = dt6_prefix(topo)
     assert after["s3"][dt6] - before["s3"][dt6] >= 5
+
+
+def test_a_weighted_policy_spreads_flows_over_its_lists(
+    tri3: tuple[RunningLab, Topology], planes: dict[str, P4RuntimeSwitch]
+) -> None:
+    """Two segment lists in a headend_selector group: through s2, and direct to s3."""
+    _, topo = tri3
+    via_s2 = segment_list(topo, ["h1", "s1", "s2", "s3", "h2"])
+    direct = segment_list(topo, ["h1", "s1", "s3", "h2"])
+    policy = PolicySpec("s1", host_prefix(topo, "h2", "s3"), ((via_s2, 1), (direct, 1)))
+    install(topo, planes, [policy])
+    assert ping("h1", H2, count=1)
+    s2_un, dt6 = topo.switch("s2").locator, dt6_prefix(topo)
+    before = sid_counts(planes["s2"])[s2_un], sid_counts(planes["s3"])[dt6]
+    receiver = UdpReceiver("h2", 9, expect=32 * 3)
+    try:
+        send_udp("h1", H2, range(21000, 21032))
+        delivered = receiver.result()
+    finally:
+        receiver.close()
+    via, decapsulated = (
+        sid_counts(planes["s2"])[s2_un] - before[0],
+        sid_counts(planes["s3"])[dt6] - before[1],
+    )
+    assert delivered == 32 * 3
+    assert decapsulated >= 32 * 3
+    assert 3 <= via < decapsulated, (via, decapsulated)  # some flows each way
