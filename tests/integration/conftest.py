@@ -235,3 +235,30 @@ class Cli:
 @pytest.fixture(scope="session")
 def cli(run_dir: Path) -> Cli:
     return Cli(run_dir)
+
+
+@pytest.fixture(scope="module")
+def tri3(
+    tmp_path_factory: pytest.TempPathFactory, private_netns: str
+) -> Iterator[tuple[Any, Topology]]:
+    """A lab of tri-3 (switchd on every switch), one per test module."""
+    from lab.session import running_lab
+    from tests.integration.switchd_support import TRI3
+
+    path = Path(tmp_path_factory.mktemp("topo")) / "tri-3.yaml"
+    path.write_text(TRI3)
+    topo = load(path)
+    with running_lab(topo) as lab:
+        yield lab, topo
+
+
+@pytest.fixture
+def planes(tri3: tuple[Any, Topology]) -> Iterator[dict[str, Any]]:
+    """Every switchd of the tri-3 lab as a P4Runtime client, emptied before each test."""
+    from tests.integration.switchd_support import P4RuntimeSwitch
+
+    lab, _ = tri3
+    out = {e.name: P4RuntimeSwitch(e.name, e.p4runtime, e.device_id) for e in lab.network.endpoints}
+    for sw in out.values():
+        sw.clear()
+    return out

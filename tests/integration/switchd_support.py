@@ -3,6 +3,7 @@ that route a topology hop by hop, and packet captures read back with scapy."""
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import os
 import subprocess
@@ -20,6 +21,65 @@ from controller.topology import Topology
 
 ROOT = Path(__file__).resolve().parents[2]
 P4INFO = ROOT / "p4" / "build" / "srv6.p4info.txtpb"
+
+
+TRI3 = """\
+name: tri-3
+description: line-3 with a direct s1-s3 link
+defaults: {bandwidth: 100}
+switches: [{name: s1, id: 1}, {name: s2, id: 2}, {name: s3, id: 3}]
+hosts:
+  - {name: h1, id: 1, nics: [s1]}
+  - {name: h2, id: 2, nics: [s3]}
+links:
+  - {ends: [s1, s2]}
+  - {ends: [s2, s3]}
+  - {ends: [s1, s3]}
+"""
+"""line-3 plus a direct s1-s3 link: s1 has two ways to s3 (ECMP and steering tests)."""
+
+
+class P4RuntimeSwitch:
+    """One lab switch seen by a P4Runtime client (finsy): each call connects, becomes
+    primary, pushes srv6.p4's pipeline if the switch lacks it, does its work, leaves."""
+
+    def __init__(self, name: str, address: str, device_id: int) -> None:
+        self.name = name
+        self.options = fy.SwitchOptions(p4info=P4INFO, p4blob=b"", device_id=device_id)
+        self.address = address
+
+    def _run(self, work: Any) -> Any:
+        async def session() -> Any:
+            async with fy.Switch(self.name, self.address, self.options) as sw:
+                return await work(sw)
+
+        return asyncio.run(asyncio.wait_for(session(), 60))
+
+    def insert(self, entities: list[Any]) -> None:
+        self._run(lambda sw: sw.insert(entities))
+
+    def write(self, updates: list[Any]) -> None:
+        self._run(lambda sw: sw.write(updates))
+
+    def clear(self) -> None:
+        self._run(lambda sw: sw.delete_all())
+
+    def read_all(self) -> list[Any]:
+        async def read(sw: Any) -> list[Any]:
+            entries = [e async for e in sw.read(fy.P4TableEntry())]
+            members = [m async for m in sw.read(fy.P4ActionProfileMember())]
+            groups = [g async for g in sw.read(fy.P4ActionProfileGroup())]
+            return entries + members + groups
+
+        result: list[Any] = self._run(read)
+        return result
+
+    def counters(self) -> list[Any]:
+        async def read(sw: Any) -> list[Any]:
+            return [c async for c in sw.read(fy.P4DirectCounterEntry("my_sid_counter"))]
+
+        result: list[Any] = self._run(read)
+        return result
 
 
 def netns(node: str) -> str:

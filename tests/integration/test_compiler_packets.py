@@ -6,8 +6,6 @@ steers h1 -> h2 through the waypoint s2, which the my_sid counters confirm."""
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
@@ -23,34 +21,13 @@ from controller.compiler import (
     pack_usids,
     segment_list,
 )
-from controller.topology import Topology, load
-from lab.session import RunningLab, running_lab
-from tests.integration.switchd_support import UdpReceiver, ping, send_udp
-from tests.integration.test_switchd_packets import TRI3, P4RuntimeSwitch
+from controller.topology import Topology
+from lab.session import RunningLab
+from tests.integration.switchd_support import P4RuntimeSwitch, UdpReceiver, ping, send_udp
 
 pytestmark = pytest.mark.root
 
 H2 = "2001:db8:2::1"
-
-
-@pytest.fixture(scope="module")
-def tri3(
-    tmp_path_factory: pytest.TempPathFactory, private_netns: str
-) -> Iterator[tuple[RunningLab, Topology]]:
-    path = Path(tmp_path_factory.mktemp("topo")) / "tri-3.yaml"
-    path.write_text(TRI3)
-    topo = load(path)
-    with running_lab(topo) as lab:
-        yield lab, topo
-
-
-@pytest.fixture
-def planes(tri3: tuple[RunningLab, Topology]) -> Iterator[dict[str, P4RuntimeSwitch]]:
-    lab, _ = tri3
-    out = {e.name: P4RuntimeSwitch(e.name, e.p4runtime, e.device_id) for e in lab.network.endpoints}
-    for sw in out.values():
-        sw.clear()
-    yield out
 
 
 def sid_counts(sw: P4RuntimeSwitch) -> dict[ipaddress.IPv6Network, int]:

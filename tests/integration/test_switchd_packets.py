@@ -5,19 +5,16 @@ so s1 has two paths to s3."""
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import finsy as fy
 import pytest
 
-from controller.topology import Topology, load
-from lab.session import RunningLab, running_lab
+from controller.topology import Topology
+from lab.session import RunningLab
 from tests.integration.switchd_support import (
-    P4INFO,
     Flow,
+    P4RuntimeSwitch,
     UdpReceiver,
     capture,
     netns,
@@ -30,32 +27,6 @@ from tests.integration.switchd_support import (
 
 pytestmark = pytest.mark.root
 
-TRI3 = """\
-name: tri-3
-description: line-3 with a direct s1-s3 link
-defaults: {bandwidth: 100}
-switches: [{name: s1, id: 1}, {name: s2, id: 2}, {name: s3, id: 3}]
-hosts:
-  - {name: h1, id: 1, nics: [s1]}
-  - {name: h2, id: 2, nics: [s3]}
-links:
-  - {ends: [s1, s2]}
-  - {ends: [s2, s3]}
-  - {ends: [s1, s3]}
-"""
-
-
-@pytest.fixture(scope="module")
-def tri3(
-    tmp_path_factory: pytest.TempPathFactory, private_netns: str
-) -> Iterator[tuple[RunningLab, Topology]]:
-    path = Path(tmp_path_factory.mktemp("topo")) / "tri-3.yaml"
-    path.write_text(TRI3)
-    topo = load(path)
-    with running_lab(topo) as lab:
-        yield lab, topo
-
-
 S1_BOTH_WAYS = fy.P4ActionProfileGroup(
     "ecmp_selector",
     group_id=100,
@@ -63,59 +34,6 @@ S1_BOTH_WAYS = fy.P4ActionProfileGroup(
 )
 """s1's two ways toward s3: over s2 (next hop and member 2), direct (3); each member
 watches its own port."""
-
-
-class P4RuntimeSwitch:
-    """One lab switch seen by a P4Runtime client (finsy): each call connects, becomes
-    primary, pushes srv6.p4's pipeline if the switch lacks it, does its work, leaves."""
-
-    def __init__(self, name: str, address: str, device_id: int) -> None:
-        self.name = name
-        self.options = fy.SwitchOptions(p4info=P4INFO, p4blob=b"", device_id=device_id)
-        self.address = address
-
-    def _run(self, work: Any) -> Any:
-        async def session() -> Any:
-            async with fy.Switch(self.name, self.address, self.options) as sw:
-                return await work(sw)
-
-        return asyncio.run(asyncio.wait_for(session(), 60))
-
-    def insert(self, entities: list[Any]) -> None:
-        self._run(lambda sw: sw.insert(entities))
-
-    def write(self, updates: list[Any]) -> None:
-        self._run(lambda sw: sw.write(updates))
-
-    def clear(self) -> None:
-        self._run(lambda sw: sw.delete_all())
-
-    def read_all(self) -> list[Any]:
-        async def read(sw: Any) -> list[Any]:
-            entries = [e async for e in sw.read(fy.P4TableEntry())]
-            members = [m async for m in sw.read(fy.P4ActionProfileMember())]
-            groups = [g async for g in sw.read(fy.P4ActionProfileGroup())]
-            return entries + members + groups
-
-        result: list[Any] = self._run(read)
-        return result
-
-    def counters(self) -> list[Any]:
-        async def read(sw: Any) -> list[Any]:
-            return [c async for c in sw.read(fy.P4DirectCounterEntry("my_sid_counter"))]
-
-        result: list[Any] = self._run(read)
-        return result
-
-
-@pytest.fixture
-def planes(tri3: tuple[RunningLab, Topology]) -> Iterator[dict[str, P4RuntimeSwitch]]:
-    """Every switchd of the lab, emptied before each test."""
-    lab, _ = tri3
-    out = {e.name: P4RuntimeSwitch(e.name, e.p4runtime, e.device_id) for e in lab.network.endpoints}
-    for sw in out.values():
-        sw.clear()
-    yield out
 
 
 def write(sw: P4RuntimeSwitch, entities: list[Any]) -> None:
