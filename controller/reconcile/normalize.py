@@ -4,8 +4,9 @@ compares equal to what was written.
 The canonical form is built from the wire message, ``p4.v1.Entity``: a finsy entity (what
 the compiler produces and what finsy's ``switch.read()`` returns) is first encoded against
 the P4Info, a protobuf is taken as it is. The protobuf is the one form both sides share, and
-finsy cannot decode some legal read-backs (an LPM value with bits set past its prefix, the
-deprecated ``watch``, an empty ``watch_port``). Names, never numeric ids, end up in the
+finsy's decoded entities do not compare as the switch means them (an LPM value with bits
+set past its prefix stays as it came) or do not decode at all (the deprecated ``watch``, an
+empty ``watch_port``). Names, never numeric ids, end up in the
 canonical form: tables, action profiles and actions by their P4Info alias, match fields and
 action parameters by name, so that a key reads well in a diff.
 
