@@ -117,7 +117,8 @@ class Plan:
 
     def updates(self) -> list[list[Any]]:
         """Per batch, the finsy updates for one ``await switch.write(batch)``; fresh
-        entities on every call."""
+        entities on every call. A batch too large for one request may be split into
+        several sent one after another; two batches must never share a request."""
         return [[c.update() for c in b.changes] for b in self.batches]
 
     def counts(self) -> dict[tuple[str, ChangeKind], int]:
@@ -133,7 +134,7 @@ class Plan:
         if not self:
             return "no changes\n"
         counts = self.counts()
-        lines = [f"{len(self)} changes in {len(self.batches)} batches"]
+        lines = [f"{_count(len(self), 'change')} in {_count(len(self.batches), 'batch')}"]
         width = max(len(what) for what, _ in counts)
         for what in sorted({what for what, _ in counts}):
             parts = [
@@ -146,6 +147,11 @@ class Plan:
             lines.append(f"batch {n} ({batch.phase}: {batch.stage})")
             lines.extend(f"  {c}" for c in batch.changes)
         return "\n".join(lines) + "\n"
+
+
+def _count(n: int, noun: str) -> str:
+    plural = "es" if noun.endswith("ch") else "s"
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}{plural}"
 
 
 def _what(key: EntityKey) -> str:

@@ -376,7 +376,7 @@ def test_describe_counts_and_lists_every_change(schema: fy.P4Schema) -> None:
     desired = [*base()[:7], ua("fcbb:bb00:e001::/48", 2)]
     text = diff(desired, base(), schema).describe()
     assert text == (
-        "1 changes in 1 batches\n"
+        "1 change in 1 batch\n"
         "  my_sid  1 modify\n"
         "batch 1 (move: my_sid)\n"
         "  ~ my_sid dst_addr=fcbb:bb00:e001::/48: usid_ua(nexthop_id=1)"
