@@ -270,7 +270,7 @@ def main(argv: list[str] | None = None) -> int:
                         log=log,
                     )
                 )
-                log(table(runs[-1:]).splitlines()[-1])
+                log(table(runs[-1:]).splitlines()[2])
     load_after = os.getloadavg()
     print(table(runs))
     print(f"load average before {load_before[0]:.2f}, after {load_after[0]:.2f}")

@@ -1,8 +1,10 @@
 """k edge- or node-disjoint paths with the minimum total cost (Suurballe/Bhandari).
 
 The problem is a min-cost flow of k units from source to sink where every link carries at
-most one unit (both directions of a link count as one: it is undirected), and, for
-node-disjoint paths, every node too (each node is split into ``in -> out`` with capacity 1).
+most one unit each way, and, for node-disjoint paths, every node too (each node is split
+into ``in -> out`` with capacity 1). Links are undirected: flow that crosses a link both ways
+cancels out (it never helps, and costs nothing when it is removed), so no two paths share a
+link in either direction.
 We solve it with successive shortest augmenting paths on the residual network, the
 primal-dual way:
 
@@ -16,9 +18,10 @@ primal-dual way:
   sink) update the potentials; if it cannot reach the sink, fewer than k paths exist.
 
 The residual network does not depend on the endpoints, so it is built once per
-:class:`~controller.paths.graph.LiveGraph` and copied per query (a flat array copy); the
-distances and admissible arcs toward a destination are cached per destination, so all
-queries toward one destination share them. Run all pairs destination by destination.
+:class:`~controller.paths.graph.LiveGraph`; a query changes capacities in place and puts
+back exactly the arcs it touched. The distances and admissible arcs toward a destination
+are cached per destination, so all queries toward one destination share them: to compute
+many pairs, go destination by destination.
 
 Host endpoints (``share_access=True``, the default): a host usually has one NIC, which
 would limit every host pair to one disjoint path. So the links between an endpoint host and

@@ -49,7 +49,7 @@ class Path:
 
     def edges(self) -> tuple[tuple[str, str], ...]:
         """The directed links the path crosses, in order."""
-        return tuple(zip(self.nodes, self.nodes[1:], strict=False))
+        return tuple(itertools.pairwise(self.nodes))
 
     def __str__(self) -> str:
         return " -> ".join(self.nodes)
@@ -130,6 +130,10 @@ class LiveGraph:
     networkx graph (and build a LiveGraph on the fly) or a LiveGraph (and reuse its
     caches). ``weight`` names the edge attribute that holds a link's cost (missing: 1);
     ``weights`` overrides it per link. Costs must be finite and non-negative.
+
+    A snapshot never changes once built (a topology change makes a new one), but its caches
+    and the path modules' work areas live in it: use it from one thread (the controller's
+    single event loop).
     """
 
     def __init__(
