@@ -125,6 +125,25 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     down.set_defaults(func=_down)
 
+    install = lsub.add_parser(
+        "install",
+        help="compile the fabric's SRv6 routing and install it into the running lab",
+        description="Compile the running lab's topology into srv6.p4 entries (routes to every "
+        "switch locator and host prefix with ECMP groups and watch ports, uN/uA/uDT6 SIDs, "
+        "the SR-domain edge filter) and insert them into every switchd over P4Runtime, "
+        "using the lab's switches.json. One shot, for empty switches: the controller daemon "
+        "(to come) keeps them in sync instead.",
+    )
+    install.set_defaults(func=_install)
+
+    pingall = lsub.add_parser(
+        "pingall",
+        help="ping every host from every host over IPv6 and print a summary",
+        description="Ping every host's address from every other host of the running lab "
+        "(one echo each, 2 s timeout) and print a summary. Exit 1 if any pair fails.",
+    )
+    pingall.set_defaults(func=_pingall)
+
 
 # -- lab up ------------------------------------------------------------------------------------
 
@@ -453,6 +472,53 @@ def _status(args: argparse.Namespace) -> int:
         # The reader (| head) has gone; say nothing more, not even at exit.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     return 0
+
+
+def _install(args: argparse.Namespace) -> int:
+    if not _is_root("srv6lab lab install"):
+        return 1
+    from controller.southbound import InventoryError
+    from controller.southbound.install import InstallError
+    from controller.topology import TopologyError, load
+    from lab.demo import program_fabric
+    from lab.runtime import RunDir
+
+    run = RunDir.from_env()
+    state = _running_state(run)
+    if state is None:
+        return 1
+    try:
+        topo = load(state.topology_path)
+        entries, seconds = program_fabric(topo, run.path / "switches.json")
+    except (TopologyError, InventoryError, InstallError) as exc:
+        _error(str(exc))
+        return 1
+    print(f"installed {entries} entries into {len(topo.switches)} switches in {seconds:.1f} s")
+    return 0
+
+
+def _pingall(args: argparse.Namespace) -> int:
+    if not _is_root("srv6lab lab pingall"):
+        return 1
+    from controller.topology import TopologyError, load
+    from lab.demo import ping_all
+    from lab.runtime import RunDir
+
+    state = _running_state(RunDir.from_env())
+    if state is None:
+        return 1
+    try:
+        topo = load(state.topology_path)
+    except TopologyError as exc:
+        _error(str(exc))
+        return 1
+    netns = {name: info.netns for name, info in state.nodes.items()}
+    pairs = ping_all(topo, netns)
+    failed = [(a, b) for a, b, ok in pairs if not ok]
+    for a, b in failed:
+        print(f"  {a} -> {b}: no reply")
+    print(f"pingall: {len(pairs) - len(failed)}/{len(pairs)} host pairs reachable")
+    return 1 if failed else 0
 
 
 def _exec(args: argparse.Namespace) -> int:

@@ -541,17 +541,18 @@ class _Builder:
         return out
 
     def check_address_overlaps(self, hosts: list[Host]) -> None:
+        # Every NIC prefix is a /64 (validated), so two overlap exactly when they are equal.
         seen: dict[ipaddress.IPv6Network, str] = {}
         for host in hosts:
             for nic in host.nics:
-                for other, owner in seen.items():
-                    if nic.prefix.overlaps(other):
-                        self.doc.problem(
-                            ("hosts",),
-                            f"prefix {nic.prefix} of {host.name} NIC {nic.index} overlaps "
-                            f"{other} of {owner}",
-                        )
-                seen[nic.prefix] = f"{host.name} NIC {nic.index}"
+                owner = seen.get(nic.prefix)
+                if owner is not None:
+                    self.doc.problem(
+                        ("hosts",),
+                        f"prefix {nic.prefix} of {host.name} NIC {nic.index} overlaps "
+                        f"{nic.prefix} of {owner}",
+                    )
+                seen.setdefault(nic.prefix, f"{host.name} NIC {nic.index}")
 
 
 class _PortAllocator:

@@ -155,3 +155,14 @@ def test_cli_show_formats(fmt: str, capsys: pytest.CaptureFixture[str]) -> None:
         assert out.startswith('graph "line-3"')
     else:
         assert "fcbb:bb00:2::/48" in out
+
+
+def test_two_nics_with_one_prefix_are_rejected() -> None:
+    text = GOOD.replace(
+        "  - {name: h1, nics: [s1]}",
+        "  - {name: h1, nics: [{switch: s1, prefix: '2001:db8:9::/64'}]}\n"
+        "  - {name: h2, nics: [{switch: s2, prefix: '2001:db8:9::/64'}]}",
+    )
+    errors = errors_of(text)
+    assert any("prefix 2001:db8:9::/64 of h2 NIC 0 overlaps" in e and "of h1 NIC 0" in e
+               for e in errors), errors  # fmt: skip
