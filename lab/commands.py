@@ -68,7 +68,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "--switch",
         default="kernel",
         metavar="KIND",
-        help="switch kind: kernel, an SRv6 router on the Linux data plane (default: kernel)",
+        help="switch kind: kernel (switchd on the Linux SRv6 data plane, the default) or "
+        "bmv2 (BMv2 simple_switch_grpc from PATH or $SRV6LAB_BMV2_PREFIX/bin)",
     )
     mode = up.add_mutually_exclusive_group()
     mode.add_argument(

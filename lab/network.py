@@ -94,7 +94,7 @@ class LabNetwork:
             count = 2 * len(topo.links)
             step(f"waiting for {count} interfaces to come up")
             self._wait_interfaces_up(UP_TIMEOUT)
-            if self.run_dir is not None and self.switch_kind == "kernel":
+            if self.run_dir is not None:
                 self._start_switchd(step)
         except BaseException:
             self.stop()
@@ -105,13 +105,14 @@ class LabNetwork:
         from lab import switchd_nodes
 
         assert self.run_dir is not None
-        step(f"starting switchd on {len(self.topology.switches)} switches")
+        agent = "switchd" if self.switch_kind == "kernel" else "simple_switch_grpc"
+        step(f"starting {agent} on {len(self.topology.switches)} switches")
         nodes = {s.name: self.node(s.name) for s in self.topology.switches}
         netns = {
             s.name: namespaces.netns_name(s.name, self.netns_prefix) for s in self.topology.switches
         }
         self.endpoints, self.switchd = switchd_nodes.start_all(
-            nodes, self.topology, self.run_dir / "switchd", netns
+            nodes, self.topology, self.run_dir / "switchd", netns, kind=self.switch_kind
         )
         switchd_nodes.write_switches_file(self.run_dir, self.topology.name, self.endpoints)
 
@@ -124,6 +125,8 @@ class LabNetwork:
         for i, endpoint in enumerate(self.endpoints):
             if endpoint.name == name:
                 switchd_nodes.stop_all([self.switchd[i]])
+                if endpoint.kind != "kernel":
+                    raise LabError(f"{name} runs {endpoint.kind}, not switchd")
                 self.switchd[i] = switchd_nodes.start_one(self.node(name), endpoint)
                 switchd_nodes.wait_ready([endpoint], [self.switchd[i]])
                 return

@@ -151,13 +151,76 @@ class LabHost(Host):  # type: ignore[misc]
         return {"addresses": dict(addresses), "routes": list(routes)}
 
 
-SWITCH_KINDS: dict[str, type[Any]] = {"kernel": KernelSwitch}
-"""Switch kind -> Mininet node class. ``bmv2`` joins when it exists."""
+BMV2_PREFIX_VARIABLE = "SRV6LAB_BMV2_PREFIX"
+BMV2_BINARY = "simple_switch_grpc"
+
+
+def bmv2_binary() -> str:
+    """simple_switch_grpc from ``$SRV6LAB_BMV2_PREFIX/bin`` or PATH; a LabError that says
+    so at once when it is missing (BMv2 is in no registry: see p4/README.md)."""
+    import os
+    import shutil
+
+    prefix = os.environ.get(BMV2_PREFIX_VARIABLE)
+    if prefix:
+        found = shutil.which(BMV2_BINARY, path=os.path.join(prefix, "bin"))
+        where = f"{prefix}/bin (${BMV2_PREFIX_VARIABLE})"
+    else:
+        found = shutil.which(BMV2_BINARY)
+        where = "PATH"
+    if found is None:
+        raise LabError(
+            f"switch kind bmv2 needs {BMV2_BINARY}, which is not on {where}; BMv2 is built "
+            f"from p4lang/behavioral-model outside the repository (see p4/README.md), or use "
+            f"--switch kernel"
+        )
+    return found
+
+
+class Bmv2Switch(Switch):  # type: ignore[misc]
+    """A switch of kind ``bmv2``: a namespace whose ports BMv2 ``simple_switch_grpc``
+    drives (started by the lab, see lab/switchd_nodes.py). The namespace's kernel does not
+    forward (forwarding off); it only answers neighbour discovery for the ports' addresses,
+    which the P4 program does not."""
+
+    kind = "bmv2"
+
+    def __init__(self, name: str, node_id: int | None = None, **params: Any) -> None:
+        params["inNamespace"] = True
+        if not params.get("dpid") and node_id is not None:
+            params["dpid"] = f"{node_id:x}"
+        self.node_id = node_id
+        self.controlIntf = None
+        super().__init__(name, **params)
+        settings = {**_IPV6_COMMON, "net.ipv6.conf.all.forwarding": 0}
+        run_commands(
+            self,
+            [sysctl_command(settings), "ip link set dev lo up"],
+            f"configuring BMv2 switch {name}",
+        )
+
+    def start(self, controllers: Sequence[Any]) -> None:
+        ports = [intf.name for intf in self.intfList() if intf.name != "lo"]
+        if ports:
+            run_commands(
+                self, [f"ip link set dev {port} up" for port in ports], f"starting {self.name}"
+            )
+
+    def stop(self, deleteIntfs: bool = True) -> None:
+        super().stop(deleteIntfs)
+
+
+SWITCH_KINDS: dict[str, type[Any]] = {"kernel": KernelSwitch, "bmv2": Bmv2Switch}
+"""Switch kind -> Mininet node class."""
 
 
 def switch_class(kind: str) -> type[Any]:
+    """The node class of a switch kind; for bmv2 also checks that BMv2 is installed."""
     try:
-        return SWITCH_KINDS[kind]
+        cls = SWITCH_KINDS[kind]
     except KeyError:
         known = ", ".join(sorted(SWITCH_KINDS))
         raise LabError(f"unknown switch kind {kind!r}; known kinds: {known}") from None
+    if kind == "bmv2":
+        bmv2_binary()
+    return cls

@@ -45,10 +45,16 @@ class SwitchEndpoint:
 
 
 def start_all(
-    nodes: dict[str, Any], topo: Topology, directory: Path, netns: dict[str, str]
+    nodes: dict[str, Any],
+    topo: Topology,
+    directory: Path,
+    netns: dict[str, str],
+    *,
+    kind: str = "kernel",
 ) -> tuple[list[SwitchEndpoint], list[subprocess.Popen[bytes]]]:
-    """Start switchd in every switch node; returns its endpoints and processes once every
-    one of them answers on its socket."""
+    """Start the P4Runtime agent of every switch node (switchd for kind kernel, BMv2
+    simple_switch_grpc for kind bmv2); returns the endpoints and processes once every one
+    of them answers on its socket."""
     directory.mkdir(parents=True, exist_ok=True)
     endpoints: list[SwitchEndpoint] = []
     procs: list[subprocess.Popen[bytes]] = []
@@ -59,7 +65,7 @@ def start_all(
         shutil.rmtree(directory / sw.name, ignore_errors=True)
         endpoint = SwitchEndpoint(
             name=sw.name,
-            kind="kernel",
+            kind=kind,
             device_id=sw.node_id,
             p4runtime=f"unix:{sock}",
             gnmi=f"unix:{sock}",
@@ -68,7 +74,10 @@ def start_all(
             log=str(directory / f"{sw.name}.log"),
         )
         endpoints.append(endpoint)
-        procs.append(start_one(nodes[sw.name], endpoint))
+        if kind == "bmv2":
+            procs.append(start_bmv2(endpoint))
+        else:
+            procs.append(start_one(nodes[sw.name], endpoint))
     try:
         wait_ready(endpoints, procs)
     except BaseException:
@@ -91,6 +100,27 @@ def start_one(node: Any, endpoint: SwitchEndpoint) -> subprocess.Popen[bytes]:
     with log.open("ab") as out:
         proc: subprocess.Popen[bytes] = node.popen(cmd, stdout=out, stderr=subprocess.STDOUT)
     return proc
+
+
+def start_bmv2(endpoint: SwitchEndpoint) -> subprocess.Popen[bytes]:
+    """Start simple_switch_grpc with no program (the controller pushes srv6.json) in the
+    switch's namespace. Through ``ip netns exec``, which mounts the namespace's own sysfs:
+    BMv2 reads its ports' state there and forwards nothing when it sees the host's."""
+    from lab.nodes import bmv2_binary
+
+    log = Path(endpoint.log)
+    base = log.with_suffix("")
+    cmd = [
+        "ip", "netns", "exec", endpoint.netns, bmv2_binary(), "--no-p4",
+        "--device-id", str(endpoint.device_id),
+        "--thrift-port", "9090",  # its own namespace: no clash with other switches
+        "--log-file", str(base), "--log-flush",
+        "--notifications-addr", f"ipc://{base}.notifications.ipc",
+        *(arg for p, n in endpoint.ports.items() for arg in ("-i", f"{p}@{n}")),
+        "--", "--grpc-server-addr", endpoint.p4runtime,
+    ]  # fmt: skip
+    with log.open("ab") as out:
+        return subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT)
 
 
 def wait_ready(

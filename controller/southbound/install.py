@@ -20,6 +20,7 @@ from controller.southbound.inventory import SwitchAddress
 
 ROOT = Path(__file__).resolve().parents[2]
 P4INFO = ROOT / "p4" / "build" / "srv6.p4info.txtpb"
+BMV2_JSON = ROOT / "p4" / "build" / "srv6.json"
 BATCH = 500
 
 
@@ -44,8 +45,10 @@ async def install_switch(
 ) -> Installed:
     import finsy as fy
 
+    # switchd implements srv6.p4 itself; BMv2 needs the compiled program with the pipeline.
+    blob: Path | bytes = BMV2_JSON if switch.kind == "bmv2" else b""
     options = fy.SwitchOptions(
-        p4info=p4info, p4blob=b"", device_id=switch.device_id, initial_election_id=election_id
+        p4info=p4info, p4blob=blob, device_id=switch.device_id, initial_election_id=election_id
     )
     started = time.monotonic()
     try:

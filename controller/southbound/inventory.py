@@ -29,6 +29,8 @@ class SwitchAddress:
     device_id: int
     p4runtime: str
     gnmi: str | None = None
+    kind: str = "kernel"
+    """kernel (switchd) or bmv2: BMv2 also needs the program's JSON with the pipeline."""
 
 
 def load_inventory(path: str | Path) -> list[SwitchAddress]:
@@ -65,7 +67,13 @@ def load_inventory(path: str | Path) -> list[SwitchAddress]:
             problems.append(f"{where}.p4runtime: must be an address (HOST:PORT or unix:/PATH)")
             continue
         gnmi = item.get("gnmi")
-        out.append(SwitchAddress(name, device_id, address, gnmi if isinstance(gnmi, str) else None))
+        kind = item.get("kind", "kernel")
+        if kind not in ("kernel", "bmv2"):
+            problems.append(f"{where}.kind: must be kernel or bmv2, not {kind!r}")
+            continue
+        out.append(
+            SwitchAddress(name, device_id, address, gnmi if isinstance(gnmi, str) else None, kind)
+        )
     if problems:
         raise InventoryError("\n".join(problems))
     return out
