@@ -18,6 +18,8 @@ repository root and, when the system Python lacks them, the packages of the proj
   the controller programs it, so ``pingall`` (IPv4) has nothing to test; per link, try
   ``s1 ping -6 -c1 fe80::53:2:1%s1-eth2``. ``--controller none`` is needed because a
   kernel switch speaks no OpenFlow.
+- ``--switch bmv2`` gives the namespaces of BMv2 switches; under plain mn nothing starts
+  ``simple_switch_grpc`` (or switchd for kernel switches): ``srv6lab lab up`` does that.
 - Mininet's ``--mac``, ``--ipbase`` and ``--link`` options do not apply: the plan fixes
   MACs and addresses and the topology picks the lab's link class.
 

@@ -31,7 +31,7 @@ def test_bad_file_names_file_line_and_field_and_starts_nothing(
 def test_unknown_switch_kind(cli: Any) -> None:
     proc = cli("lab", "up", LINE3, "--switch", "tofino")
     assert proc.returncode == 1
-    assert "unknown switch kind 'tofino'; known kinds: kernel" in proc.stderr
+    assert "unknown switch kind 'tofino'; known kinds: bmv2, kernel" in proc.stderr
 
 
 def test_no_lab_status_exec_and_down(cli: Any) -> None:

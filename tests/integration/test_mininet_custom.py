@@ -27,7 +27,7 @@ def customs() -> dict[str, Any]:
 
 def test_exposes_topologies_switch_kinds_and_hosts(customs: dict[str, Any]) -> None:
     assert set(customs["topos"]) == {"srv6lab"}
-    assert set(customs["switches"]) == {"kernel"}
+    assert set(customs["switches"]) == {"kernel", "bmv2"}
     assert set(customs["hosts"]) == {"srv6lab"}
     assert not (ROOT / "mininet" / "__init__.py").exists()
 

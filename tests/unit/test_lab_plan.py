@@ -58,7 +58,7 @@ def test_topo_gives_links_plan_names_macs_and_distinct_ifindexes() -> None:
 
 def test_unknown_switch_kind_names_the_known_ones() -> None:
     topo = load(TOPOLOGIES / "line-3.yaml")
-    with pytest.raises(LabError, match="unknown switch kind 'p4'; known kinds: kernel"):
+    with pytest.raises(LabError, match="unknown switch kind 'p4'; known kinds: bmv2, kernel"):
         LabTopo(topo, switch="p4")
 
 
