@@ -475,23 +475,37 @@ def _status(args: argparse.Namespace) -> int:
     return 0
 
 
-def _install(args: argparse.Namespace) -> int:
-    if not _is_root("srv6lab lab install"):
-        return 1
-    from controller.southbound import InventoryError
-    from controller.southbound.install import InstallError
+def _running_topology(command: str) -> tuple[RunDir, Any, Topology] | None:
+    """The run directory, state and topology of the lab that runs, or None after saying
+    why not (for commands that work on a running lab's topology)."""
+    if not _is_root(command):
+        return None
     from controller.topology import TopologyError, load
-    from lab.demo import program_fabric
     from lab.runtime import RunDir
 
     run = RunDir.from_env()
     state = _running_state(run)
     if state is None:
-        return 1
+        return None
     try:
-        topo = load(state.topology_path)
+        return run, state, load(state.topology_path)
+    except TopologyError as exc:
+        _error(str(exc))
+        return None
+
+
+def _install(args: argparse.Namespace) -> int:
+    from controller.southbound import InventoryError
+    from controller.southbound.install import InstallError
+    from lab.fabric import program_fabric
+
+    running = _running_topology("srv6lab lab install")
+    if running is None:
+        return 1
+    run, _state, topo = running
+    try:
         entries, seconds = program_fabric(topo, run.path / "switches.json")
-    except (TopologyError, InventoryError, InstallError) as exc:
+    except (InventoryError, InstallError) as exc:
         _error(str(exc))
         return 1
     print(f"installed {entries} entries into {len(topo.switches)} switches in {seconds:.1f} s")
@@ -499,20 +513,12 @@ def _install(args: argparse.Namespace) -> int:
 
 
 def _pingall(args: argparse.Namespace) -> int:
-    if not _is_root("srv6lab lab pingall"):
-        return 1
-    from controller.topology import TopologyError, load
-    from lab.demo import ping_all
-    from lab.runtime import RunDir
+    from lab.fabric import ping_all
 
-    state = _running_state(RunDir.from_env())
-    if state is None:
+    running = _running_topology("srv6lab lab pingall")
+    if running is None:
         return 1
-    try:
-        topo = load(state.topology_path)
-    except TopologyError as exc:
-        _error(str(exc))
-        return 1
+    _run, state, topo = running
     netns = {name: info.netns for name, info in state.nodes.items()}
     pairs = ping_all(topo, netns)
     failed = [(a, b) for a, b, ok in pairs if not ok]

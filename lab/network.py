@@ -127,7 +127,7 @@ class LabNetwork:
                 switchd_nodes.stop_all([self.switchd[i]])
                 if endpoint.kind != "kernel":
                     raise LabError(f"{name} runs {endpoint.kind}, not switchd")
-                self.switchd[i] = switchd_nodes.start_one(self.node(name), endpoint)
+                self.switchd[i] = switchd_nodes.start_switchd(self.node(name), endpoint)
                 switchd_nodes.wait_ready([endpoint], [self.switchd[i]])
                 return
         raise LabError(f"no switchd runs on {name!r}")

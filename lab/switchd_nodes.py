@@ -38,7 +38,8 @@ class SwitchEndpoint:
     kind: str
     device_id: int
     p4runtime: str
-    gnmi: str
+    gnmi: str | None
+    """switchd serves gNMI on its P4Runtime socket; BMv2 has no gNMI (None)."""
     ports: dict[str, str]
     netns: str
     log: str
@@ -68,7 +69,7 @@ def start_all(
             kind=kind,
             device_id=sw.node_id,
             p4runtime=f"unix:{sock}",
-            gnmi=f"unix:{sock}",
+            gnmi=f"unix:{sock}" if kind == "kernel" else None,
             ports={str(i.port): i.name for i in topo.interfaces_of(sw.name)},
             netns=netns[sw.name],
             log=str(directory / f"{sw.name}.log"),
@@ -77,7 +78,7 @@ def start_all(
         if kind == "bmv2":
             procs.append(start_bmv2(endpoint))
         else:
-            procs.append(start_one(nodes[sw.name], endpoint))
+            procs.append(start_switchd(nodes[sw.name], endpoint))
     try:
         wait_ready(endpoints, procs)
     except BaseException:
@@ -86,7 +87,7 @@ def start_all(
     return endpoints, procs
 
 
-def start_one(node: Any, endpoint: SwitchEndpoint) -> subprocess.Popen[bytes]:
+def start_switchd(node: Any, endpoint: SwitchEndpoint) -> subprocess.Popen[bytes]:
     """Start one switchd inside ``node``'s namespace (log appended to endpoint.log)."""
     log = Path(endpoint.log)
     directory = log.parent

@@ -6,8 +6,11 @@ import ipaddress
 import logging
 import threading
 import time
+from collections import deque
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
+
+from finsy.proto import p4r
 
 from switchd.dataplane import Change, ChangeKind, CounterValue, DataplaneError
 from switchd.kernel.iproute import IGNORABLE_ON_DELETE, BatchFailure, IpRoute
@@ -51,7 +54,7 @@ from switchd.kernel.state import (
 )
 
 if TYPE_CHECKING:
-    from finsy.proto import p4i, p4r
+    from finsy.proto import p4i
 
 log = logging.getLogger("switchd.kernel")
 DEFAULT_PROTOCOL = 222
@@ -131,9 +134,7 @@ class KernelDataplane:
     def direct_counter(self, entry: p4r.TableEntry) -> CounterValue | None:
         if self.schema is None or self.schema.table_by_id.get(entry.table_id) != "my_sid":
             return None
-        from finsy.proto import p4r as p4r_mod
-
-        record = decode(self.schema, p4r_mod.Entity(table_entry=entry))
+        record = decode(self.schema, p4r.Entity(table_entry=entry))
         assert isinstance(record, MySid)
         now = time.monotonic()
         if self._counter_cache is None or now - self._counter_cache[0] > 0.05:
@@ -193,9 +194,15 @@ class KernelDataplane:
             self.ip.batch(lines, force=True)
             # Groups first: a nexthop in a group cannot go before its group.
             self.ip.batch([f"nexthop flush proto {self.protocol}"], force=True, family6=False)
-            for nb in self.ip.json("-6", "neigh", "show", "nud", "permanent"):
-                if nexthop_of_neighbour(nb["dst"]) is not None:
-                    self.ip.batch([f"neigh del {nb['dst']} dev {nb['dev']}"], force=True)
+            neighbours = self.ip.json("-6", "neigh", "show", "nud", "permanent")
+            self.ip.batch(
+                [
+                    f"neigh del {nb['dst']} dev {nb['dev']}"
+                    for nb in neighbours
+                    if nexthop_of_neighbour(nb["dst"]) is not None
+                ],
+                force=True,
+            )
             self.ip.nft("delete table inet srv6lab\n")
             self.records.clear()
             self.rdeps.clear()
@@ -232,10 +239,9 @@ class KernelDataplane:
                 raise DataplaneError("INTERNAL", f"nftables setup failed: {err}")
 
     def _ports(self) -> Ports:
-        """What render() knows of the ports; rebuilt only when a port changes."""
-        up = frozenset(self.ports_up)
-        if self._ports_view is None or self._ports_view.up != up:
-            self._ports_view = Ports(self.port_names, up)
+        """What render() knows of the ports; rebuilt only after a port changed."""
+        if self._ports_view is None:
+            self._ports_view = Ports(self.port_names, frozenset(self.ports_up))
         return self._ports_view
 
     def _refresh_ports(self) -> None:
@@ -249,6 +255,7 @@ class KernelDataplane:
             ):
                 up.add(port)
         self.ports_up = up
+        self._ports_view = None
 
     def _link_deps(self, key: RKey, record: Record) -> None:
         for dep in dependencies(record):
@@ -275,11 +282,11 @@ class KernelDataplane:
     def _rerender(self, start: RKey, journal: _Journal) -> None:
         """Re-render a record and, transitively, those that depend on it; the journal
         records every object that changed."""
-        queue = [start]
+        queue = deque([start])
         seen: set[RKey] = set()
         ports = self._ports()
         while queue:
-            key = queue.pop(0)
+            key = queue.popleft()
             if key in seen:
                 continue
             seen.add(key)
@@ -496,6 +503,7 @@ class KernelDataplane:
                 self.ports_up.add(port)
             else:
                 self.ports_up.discard(port)
+            self._ports_view = None
             if self.schema is None:
                 return
             journal = _Journal()
@@ -546,6 +554,7 @@ class KernelDataplane:
             before = set(self.ports_up)
             self._refresh_ports()
             now, self.ports_up = self.ports_up, before
+            self._ports_view = None
             for port in before ^ now:
                 self.port_changed(self.port_names[port], port in now)
             self._watching.set()

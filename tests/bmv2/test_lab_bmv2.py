@@ -43,7 +43,7 @@ def run_dir(tmp_path: Path) -> Iterator[Path]:
 
 
 def test_leaf_spine_on_bmv2_routes_after_install(run_dir: Path) -> None:
-    from lab.demo import ping_all, program_fabric
+    from lab.fabric import ping_all, program_fabric
     from lab.session import running_lab
 
     topo = load(ROOT / "topologies" / "leaf-spine-2x4.yaml")

@@ -9,7 +9,7 @@ from collections.abc import Callable
 import pytest
 
 from controller.topology import Topology
-from lab.demo import ping_all, program_fabric
+from lab.fabric import ping_all, program_fabric
 from lab.session import running_lab
 
 pytestmark = pytest.mark.root
