@@ -252,10 +252,18 @@ def host_prefix(topo: Topology, host: str, switch: str | None = None) -> ipaddre
 
 
 def compile_fabric(
-    topo: Topology, down: Iterable[LinkRef] = (), *, live: LiveGraph | None = None
+    topo: Topology,
+    down: Iterable[LinkRef] = (),
+    *,
+    live: LiveGraph | None = None,
+    host_routes: bool = True,
 ) -> dict[str, SwitchRules]:
     """Every switch's routing, SIDs and edge filter on the live graph (``live``, or the
-    topology without the ``down`` links), keyed by switch name in topology order."""
+    topology without the ``down`` links), keyed by switch name in topology order.
+
+    ``host_routes=False`` routes a host NIC's prefix only at the switch it attaches to
+    (delivery after decapsulation), not across the fabric: SRv6 policies only, no plain
+    IPv6 connectivity between hosts."""
     graph = live if live is not None else LiveGraph(topo.graph, down)
     dead = graph.down
 
@@ -306,6 +314,8 @@ def compile_fabric(
                 if owner == name:
                     continue  # our own locator: my_sid, never a route
                 hops: tuple[int, ...] = (by_neighbour[owner],)
+            elif not host_routes and owner != target:
+                continue  # another switch's host, and no connectivity intent
             else:
                 if target not in hops_to:
                     hops_to[target] = tuple(
@@ -451,9 +461,10 @@ def compile_network(
     policies: Iterable[PolicySpec] = (),
     *,
     live: LiveGraph | None = None,
+    host_routes: bool = True,
 ) -> dict[str, SwitchRules]:
     """The fabric plus the headend policies: what every switch should hold."""
-    fabric = compile_fabric(topo, down, live=live)
+    fabric = compile_fabric(topo, down, live=live, host_routes=host_routes)
     compiled = compile_policies(topo, policies)
     return {name: rules.with_policies(compiled) for name, rules in fabric.items()}
 
