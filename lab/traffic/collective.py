@@ -1,0 +1,188 @@
+"""GPU-like collectives over TCP among GPU hosts, in bulk-synchronous iterations: ring
+all-reduce and all-to-all, timed as nccl-tests times them.
+
+``size`` is the bytes per rank of one iteration (nccl-tests' "size"):
+
+- ring all-reduce: 2(n-1) steps; in each, every rank sends ``size/n`` bytes to the next
+  rank of the ring. A rank sends step k once it has received step k-1 from the previous
+  rank (the ring's data dependency). algbw = size / time; busbw = algbw * 2(n-1)/n.
+- all-to-all: every rank sends ``size/n`` bytes to every other rank, all at once.
+  algbw = size / time; busbw = algbw * (n-1)/n.
+
+An iteration ends when its slowest transfer has arrived; the next one starts then. TCP over
+the lab's htb-capped links gives real congestion. One thread drives every socket with a
+selector; sockets are opened in the ranks' namespaces by the caller.
+"""
+
+from __future__ import annotations
+
+import selectors
+import socket
+import threading
+import time
+from dataclasses import dataclass, field
+
+PATTERNS = ("all-reduce", "all-to-all")
+CHUNK = 256 * 1024
+DEFAULT_PORT = 47100
+
+
+def bus_factor(pattern: str, n: int) -> float:
+    """nccl-tests' busbw / algbw ratio."""
+    if pattern == "all-reduce":
+        return 2 * (n - 1) / n
+    if pattern == "all-to-all":
+        return (n - 1) / n
+    raise ValueError(f"unknown collective {pattern!r}; known: {', '.join(PATTERNS)}")
+
+
+def transfers(pattern: str, n: int) -> list[tuple[int, int]]:
+    """The (src rank, dst rank) connections a collective needs."""
+    if pattern == "all-reduce":
+        return [(r, (r + 1) % n) for r in range(n)]
+    if pattern == "all-to-all":
+        return [(r, s) for r in range(n) for s in range(n) if r != s]
+    raise ValueError(f"unknown collective {pattern!r}; known: {', '.join(PATTERNS)}")
+
+
+@dataclass(frozen=True, slots=True)
+class Iteration:
+    index: int
+    started_ns: int
+    finished_ns: int
+    size: int
+    n: int
+    pattern: str
+
+    @property
+    def seconds(self) -> float:
+        return (self.finished_ns - self.started_ns) / 1e9
+
+    @property
+    def algbw_GBps(self) -> float:
+        return self.size / self.seconds / 1e9
+
+    @property
+    def busbw_GBps(self) -> float:
+        return self.algbw_GBps * bus_factor(self.pattern, self.n)
+
+
+@dataclass
+class _Conn:
+    src: int
+    dst: int
+    tx: socket.socket
+    rx: socket.socket
+    allowed: int = 0
+    sent: int = 0
+    received: int = 0
+
+
+@dataclass
+class CollectiveRun:
+    """Run ``pattern`` among n ranks on connected socket pairs until ``stop()`` or
+    ``iterations`` are done. ``pairs``: (src, dst) -> (sending socket, receiving socket)."""
+
+    pattern: str
+    n: int
+    size: int
+    pairs: dict[tuple[int, int], tuple[socket.socket, socket.socket]]
+    iterations: int | None = None
+    results: list[Iteration] = field(default_factory=list)
+    error: BaseException | None = None
+
+    def __post_init__(self) -> None:
+        bus_factor(self.pattern, self.n)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="collective", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop after the iteration in progress is abandoned (it is not reported)."""
+        self._stop.set()
+        self._thread.join()
+        if self.error is not None:
+            raise self.error
+
+    def wait(self, timeout: float | None = None) -> bool:
+        self._thread.join(timeout)
+        return not self._thread.is_alive()
+
+    def _loop(self) -> None:
+        try:
+            self._run()
+        except BaseException as exc:
+            self.error = exc
+
+    def _run(self) -> None:
+        chunk = max(1, self.size // self.n)
+        steps = 2 * (self.n - 1) if self.pattern == "all-reduce" else 1
+        conns = [_Conn(s, d, tx, rx) for (s, d), (tx, rx) in sorted(self.pairs.items())]
+        by_src = {c.src: c for c in conns}  # ring: one outgoing connection per rank
+        sel = selectors.DefaultSelector()
+        for c in conns:
+            c.tx.setblocking(False)
+            c.rx.setblocking(False)
+            sel.register(c.rx, selectors.EVENT_READ, (c, "rx"))
+        zeros = memoryview(bytes(CHUNK))
+        scratch = bytearray(CHUNK)
+        index = 0
+        try:
+            while not self._stop.is_set() and (self.iterations is None or index < self.iterations):
+                for c in conns:
+                    c.sent = c.received = 0
+                    c.allowed = chunk  # step 0 (all-to-all: its only step)
+                    self._want_write(sel, c, True)
+                started = time.monotonic_ns()
+                goal = steps * chunk
+                while any(c.received < goal for c in conns):
+                    if self._stop.is_set():
+                        return
+                    for key, _events in sel.select(timeout=0.05):
+                        c, side = key.data
+                        if side == "tx":
+                            room = c.allowed - c.sent
+                            try:
+                                n = c.tx.send(zeros[: min(room, CHUNK)])
+                            except BlockingIOError:
+                                continue
+                            c.sent += n
+                            if c.sent >= c.allowed:
+                                self._want_write(sel, c, False)
+                            continue
+                        try:
+                            n = c.rx.recv_into(scratch)
+                        except BlockingIOError:
+                            continue
+                        if n == 0:
+                            raise ConnectionError(f"rank {c.src} -> {c.dst}: connection closed")
+                        before = c.received // chunk
+                        c.received += n
+                        if self.pattern == "all-reduce":
+                            # Each step received lets this rank send its next step.
+                            done = min(c.received // chunk, steps - 1) - min(before, steps - 1)
+                            if done > 0:
+                                out = by_src[c.dst]
+                                out.allowed += done * chunk
+                                self._want_write(sel, out, True)
+                self.results.append(
+                    Iteration(index, started, time.monotonic_ns(), self.size, self.n, self.pattern)
+                )
+                index += 1
+        finally:
+            sel.close()
+
+    @staticmethod
+    def _want_write(sel: selectors.BaseSelector, c: _Conn, on: bool) -> None:
+        key = (c, "tx")
+        try:
+            sel.get_key(c.tx)
+            registered = True
+        except KeyError:
+            registered = False
+        if on and not registered and c.sent < c.allowed:
+            sel.register(c.tx, selectors.EVENT_WRITE, key)
+        elif not on and registered:
+            sel.unregister(c.tx)
