@@ -68,10 +68,17 @@ class _Journal:
     objects: list[tuple[KKey, KObj | None]] = field(default_factory=list)
     tunnel_source: ipaddress.IPv6Address | None = None
 
-    def extend(self, other: _Journal) -> None:
-        self.records.extend(other.records)
-        self.objects.extend(other.objects)
-        self.tunnel_source = other.tunnel_source or self.tunnel_source
+    def mark(self) -> tuple[int, int, ipaddress.IPv6Address | None]:
+        return len(self.records), len(self.objects), self.tunnel_source
+
+    def split(self, mark: tuple[int, int, ipaddress.IPv6Address | None]) -> _Journal:
+        """Take out what was journalled since ``mark``, as a journal of its own."""
+        records, objects, tunnel_source = mark
+        tail = _Journal(self.records[records:], self.objects[objects:], self.tunnel_source)
+        del self.records[records:]
+        del self.objects[objects:]
+        self.tunnel_source = tunnel_source
+        return tail
 
     def before(self) -> dict[KKey, KObj | None]:
         """Each touched kernel object as it was before the first change."""
@@ -282,9 +289,26 @@ class KernelDataplane:
     def _rerender(self, start: RKey, journal: _Journal) -> None:
         """Re-render a record and, transitively, those that depend on it; the journal
         records every object that changed."""
+        ports = self._ports()
+        if start not in self.rdeps:
+            # Nothing depends on it (every route): one object to render, no walk.
+            kkey = kernel_key(start)
+            record = self.records.get(start)
+            old = self.objects.get(kkey)
+            new = (
+                render(record, self.objects, self.records, ports, self.protocol)
+                if record is not None
+                else None
+            )
+            if new != old:
+                journal.objects.append((kkey, old))
+                if new is None:
+                    del self.objects[kkey]
+                else:
+                    self.objects[kkey] = new
+            return
         queue = deque([start])
         seen: set[RKey] = set()
-        ports = self._ports()
         while queue:
             key = queue.popleft()
             if key in seen:
@@ -430,14 +454,13 @@ class KernelDataplane:
         journal = _Journal()
         results: list[DataplaneError | None] = []
         for change in changes:
-            sub = _Journal()
+            mark = journal.mark()
             try:
-                self._process(change, sub)
+                self._process(change, journal)
             except DataplaneError as exc:
-                self._undo(sub, touch_kernel=False)
+                self._undo(journal.split(mark), touch_kernel=False)
                 results.append(exc)
                 continue
-            journal.extend(sub)
             results.append(None)
         errors = self._transition(journal.before(), journal.tunnel_source)
         if not errors:

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import ipaddress
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from switchd.kernel.state import (
     EcmpMember,
@@ -61,9 +61,10 @@ RKey = tuple[Any, ...]
 KKey = tuple[Any, ...]
 
 
-@dataclass(frozen=True, slots=True)
-class KObj:
-    """One kernel object: the batch lines that create or replace it, and that delete it."""
+class KObj(NamedTuple):
+    """One kernel object: the batch lines that create or replace it, and that delete it.
+    (A NamedTuple: one is made for every entry written, and it is cheaper to make than a
+    frozen dataclass.)"""
 
     key: KKey
     level: int  # creation order: lower first; deletion in reverse
@@ -93,43 +94,44 @@ def nexthop_of_neighbour(address: str) -> int | None:
     return (int(parts[6], 16) << 16) | int(parts[7], 16)
 
 
+_ROUTE_TABLE = {"routing_v6": TABLE_MAIN, "srv6_headend": TABLE_HEADEND, "my_sid": TABLE_MY_SID}
+_ID_BASE = {
+    ("member", "ecmp_selector"): MEMBER_BASE,
+    ("member", "headend_selector"): HEADEND_MEMBER_BASE,
+    ("group", "ecmp_selector"): ECMP_GROUP_BASE,
+    ("group", "headend_selector"): HEADEND_GROUP_BASE,
+}
+
+
 def kernel_key(rkey: RKey) -> KKey:
-    match rkey:
-        case ("next_hop", n):
-            return ("nh", n)
-        case ("member", "ecmp_selector", m):
-            return ("nh", MEMBER_BASE + m)
-        case ("member", "headend_selector", m):
-            return ("nh", HEADEND_MEMBER_BASE + m)
-        case ("group", "ecmp_selector", g):
-            return ("nh", ECMP_GROUP_BASE + g)
-        case ("group", "headend_selector", g):
-            return ("nh", HEADEND_GROUP_BASE + g)
-        case ("route", "routing_v6", p):
-            return ("route", TABLE_MAIN, p)
-        case ("route", "srv6_headend", p):
-            return ("route", TABLE_HEADEND, p)
-        case ("route", "my_sid", p):
-            return ("route", TABLE_MY_SID, p)
-        case ("host_port", port):
-            return ("nft-port", port)
-        case ("sid_block", p):
-            return ("nft-sid", p)
+    # An if chain, most frequent first: this runs for every change written.
+    kind = rkey[0]
+    if kind == "route" and len(rkey) == 3 and rkey[1] in _ROUTE_TABLE:
+        return ("route", _ROUTE_TABLE[rkey[1]], rkey[2])
+    if kind in ("member", "group") and len(rkey) == 3 and (kind, rkey[1]) in _ID_BASE:
+        return ("nh", _ID_BASE[(kind, rkey[1])] + rkey[2])
+    if len(rkey) == 2:
+        if kind == "next_hop":
+            return ("nh", rkey[1])
+        if kind == "host_port":
+            return ("nft-port", rkey[1])
+        if kind == "sid_block":
+            return ("nft-sid", rkey[1])
     raise KeyError(rkey)
 
 
 def dependencies(record: Record) -> tuple[RKey, ...]:
     """The records this one's kernel object needs."""
     match record:
-        case EcmpMember():
-            return (("next_hop", record.nexthop_id),)
-        case Group():
-            return tuple(("member", record.profile, m.member_id) for m in record.members)
         case Route():
             profile = "ecmp_selector" if record.table == "routing_v6" else "headend_selector"
             if record.member_id is not None:
                 return (("member", profile, record.member_id),)
             return (("group", profile, record.group_id),)
+        case EcmpMember():
+            return (("next_hop", record.nexthop_id),)
+        case Group():
+            return tuple(("member", record.profile, m.member_id) for m in record.members)
         case MySid() if record.nexthop_id is not None:
             return (("next_hop", record.nexthop_id),)
     return ()
@@ -141,6 +143,25 @@ def render(
     """The kernel object of a record, given the objects already rendered for its
     dependencies; None when it cannot exist now."""
     match record:
+        case Route():  # first: by far the most frequent
+            if record.table == "routing_v6":
+                table, base, ident = TABLE_MAIN, ECMP_GROUP_BASE, record.group_id
+                if record.member_id is not None:
+                    base, ident = MEMBER_BASE, record.member_id
+            else:
+                table, base, ident = TABLE_HEADEND, HEADEND_GROUP_BASE, record.group_id
+                if record.member_id is not None:
+                    base, ident = HEADEND_MEMBER_BASE, record.member_id
+            target = base + (ident or 0)
+            if ("nh", target) not in objects:
+                return None
+            prefix = str(record.prefix)
+            return KObj(
+                ("route", table, record.prefix),
+                3,
+                (f"route replace {prefix} nhid {target} table {table} proto {proto}",),
+                (f"route del {prefix} table {table} proto {proto}",),
+            )
         case NextHop():
             if record.port not in ports.up or record.port not in ports.names:
                 return None
@@ -201,17 +222,6 @@ def render(
                 (f"nexthop replace id {kid} group {spec} proto {proto}",),
                 (f"nexthop del id {kid}",),
                 family6=False,
-            )
-        case Route():
-            target = kernel_key(dependencies(record)[0])
-            if target not in objects:
-                return None
-            table = TABLE_MAIN if record.table == "routing_v6" else TABLE_HEADEND
-            return KObj(
-                ("route", table, record.prefix),
-                3,
-                (f"route replace {record.prefix} nhid {target[1]} table {table} proto {proto}",),
-                (f"route del {record.prefix} table {table} proto {proto}",),
             )
         case MySid():
             action = _seg6local(record, objects, records, ports)

@@ -62,6 +62,8 @@ class Schema:
     profile_id: dict[str, int]
     counter_table: dict[int, str]
     """direct counter id -> table"""
+    dst_field_id: dict[str, int]
+    """table -> id of its LPM match field hdr.ipv6.dst_addr (the tables that have one)"""
 
     @classmethod
     def from_p4info(cls, p4info: p4i.P4Info) -> Schema:
@@ -123,4 +125,5 @@ class Schema:
             profile_by_id={v: k for k, v in profile_id.items()},
             profile_id=profile_id,
             counter_table=counter_table,
+            dst_field_id={t: i for (t, f), i in field_id.items() if f == "hdr.ipv6.dst_addr"},
         )

@@ -106,6 +106,8 @@ Record = NextHop | EcmpMember | SegmentList | Group | Route | MySid | HostPort |
 def record_key(record: Record) -> tuple[Any, ...]:
     """The identity of a record: what a P4Runtime key (match or id) identifies."""
     match record:
+        case Route():  # first: by far the most frequent
+            return ("route", record.table, record.prefix)
         case NextHop():
             return ("next_hop", record.nexthop_id)
         case EcmpMember():
@@ -114,8 +116,6 @@ def record_key(record: Record) -> tuple[Any, ...]:
             return ("member", "headend_selector", record.member_id)
         case Group():
             return ("group", record.profile, record.group_id)
-        case Route():
-            return ("route", record.table, record.prefix)
         case MySid():
             return ("route", "my_sid", record.prefix)
         case HostPort():
@@ -136,11 +136,12 @@ def _bytes(value: int, width_bits: int) -> bytes:
 
 
 def _lpm(schema: Schema, table: str, entry: p4r.TableEntry) -> Prefix:
-    fid = schema.field_id[(table, "hdr.ipv6.dst_addr")]
+    fid = schema.dst_field_id[table]
     for m in entry.match:
         if m.field_id == fid:
-            addr = _int(m.lpm.value)
-            plen = m.lpm.prefix_len
+            lpm = m.lpm
+            plen = lpm.prefix_len
+            addr = int.from_bytes(lpm.value, "big")
             mask = ((1 << plen) - 1) << (128 - plen) if plen else 0
             return Prefix(addr & mask, plen)
     # An LPM field left out of the match is the /0 default route.

@@ -735,7 +735,7 @@ class _Batch:
         counters: list[tuple[int, Validated, p4r.CounterData]] = []
         for (i, v), err in zip(items, outcome, strict=True):
             if err is None:
-                store.commit(v.key, v.change)
+                store.commit(v.key, v.change, v.refs)
                 if self.rollback:
                     self.applied.append(v)
                 if v.counter is not None:

@@ -101,13 +101,16 @@ class EntityStore:
 
     # -- changes ----------------------------------------------------------------------------
 
-    def commit(self, key: EntityKey, change: Change) -> None:
-        """Record a change the data plane has applied."""
+    def commit(
+        self, key: EntityKey, change: Change, refs: tuple[EntityKey, ...] | None = None
+    ) -> None:
+        """Record a change the data plane has applied. ``refs``: what ``change.after``
+        refers to, when the caller knows it already (see :attr:`Validated.refs`)."""
         kind, owner, ident = key
         if change.before is not None:
-            self._count_refs(change.before, -1)
+            self._count_refs(kind, self.refs_of(change.before), -1)
         if change.after is not None:
-            self._count_refs(change.after, +1)
+            self._count_refs(kind, self.refs_of(change.after) if refs is None else refs, +1)
         if kind == "table":
             assert isinstance(ident, bytes)
             entries = self._entries[owner]
@@ -132,13 +135,13 @@ class EntityStore:
         else:
             raise ValueError(f"unknown entity key kind {kind!r}")
 
-    def _count_refs(self, entity: p4r.Entity, delta: int) -> None:
-        which = entity.WhichOneof("entity")
-        for kind, profile, ident in self.refs_of(entity):
+    def _count_refs(self, kind: str, refs: tuple[EntityKey, ...], delta: int) -> None:
+        """Count the references of an entity stored under a key of ``kind``."""
+        for ref_kind, profile, ident in refs:
             assert isinstance(ident, int)
-            if kind == "group":
+            if ref_kind == "group":
                 counts = self._group_in_entries
-            elif which == "action_profile_group":
+            elif kind == "group":
                 counts = self._member_in_groups
             else:
                 counts = self._member_in_entries

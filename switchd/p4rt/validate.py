@@ -98,6 +98,8 @@ class MatchFieldInfo:
     other_match_type: str
     kind: str
     """the FieldMatch oneof that carries its value (exact, lpm ...), or the other kind's name"""
+    head: bytes
+    """the field's id as it starts the field's part of a store key"""
 
 
 @dataclass(frozen=True, slots=True)
@@ -179,6 +181,7 @@ class P4InfoIndex:
                         f.match_type if f.WhichOneof("match") == "match_type" else 0,
                         f.other_match_type or "unspecified",
                     ),
+                    f.id.to_bytes(4, "big"),
                 )
                 for f in table.match_fields
             }
@@ -305,7 +308,7 @@ class Validator:
         entity = update.entity
         which = entity.WhichOneof("entity")
         if which == "table_entry":
-            return self.table_entry(utype, entity.table_entry)
+            return self.table_entry(utype, entity.table_entry, entity)
         if which == "action_profile_member":
             return self.member(utype, entity.action_profile_member)
         if which == "action_profile_group":
@@ -321,7 +324,11 @@ class Validator:
             raise invalid("the update's entity is not set")
         raise P4RuntimeError(UNIMPLEMENTED, f"{which} is not supported by switchd")
 
-    def table_entry(self, utype: int, te: p4r.TableEntry) -> Validated:
+    def table_entry(
+        self, utype: int, te: p4r.TableEntry, entity: p4r.Entity | None = None
+    ) -> Validated:
+        """Validate a table entry write. ``entity`` is the Entity that holds ``te``: when
+        ``te`` is already canonical it is stored as it is, without a copy."""
         table = self.index.table(te.table_id)
         if te.is_const:
             raise invalid(f"table {table.name}: is_const must be false in a write")
@@ -333,11 +340,14 @@ class Validator:
             )
         if not table.fields and utype == INSERT:
             raise invalid(f"table {table.name} has no match key: only its default entry exists")
-        # The entity is validated and made canonical in a copy, which is then stored as is.
-        entity = p4r.Entity()
-        after = entity.table_entry
-        after.CopyFrom(te)
-        match_key = self.canonical_match(table, after)
+        copied: p4r.Entity | None = None
+        match_key = _canonical_key(table, te)
+        if match_key is None:
+            # Not in canonical form (or not valid): validated and made canonical in a copy,
+            # which is then stored as is; the request itself is never changed.
+            copied = p4r.Entity()
+            copied.table_entry.CopyFrom(te)
+            match_key = self.canonical_match(table, copied.table_entry)
         key: EntityKey = ("table", table.id, match_key)
         before = self.store.table_entry(table.id, match_key)
         if utype == DELETE:
@@ -350,9 +360,24 @@ class Validator:
             raise P4RuntimeError(NOT_FOUND, f"table {table.name}: no such entry")
         self._check_entry_extras(table, te)
         counter = self._counter_data(table, te)
+        has_action = te.HasField("action")
+        if (
+            copied is None
+            and entity is not None
+            and has_action
+            and counter is None
+            and _action_is_canonical(te.action)
+        ):
+            out = entity  # canonical as sent: validated in place, nothing in it changes
+        elif copied is not None:
+            out = copied
+        else:
+            out = p4r.Entity()
+            out.table_entry.CopyFrom(te)
+        after = out.table_entry
         if counter is not None:
             after.ClearField("counter_data")
-        if te.HasField("action"):
+        if has_action:
             refs = self._table_action(table, after.action)
         elif utype == INSERT:
             raise invalid(f"table {table.name}: an INSERT needs an action")
@@ -360,7 +385,7 @@ class Validator:
             assert before is not None
             after.action.CopyFrom(before.table_entry.action)
             refs = self.store.refs_of(before)
-        change = Change(_CHANGE_KIND[utype], before, entity)
+        change = Change(_CHANGE_KIND[utype], before, out)
         return Validated(change, key, refs, counter)
 
     def _default_entry(self, utype: int, table: TableInfo, te: p4r.TableEntry) -> Validated:
@@ -722,6 +747,72 @@ class Validator:
                 f"(ports: {', '.join(map(str, sorted(self.ports))) or 'none'})"
             )
         return encode_int(port)
+
+
+def _canonical_key(table: TableInfo, te: p4r.TableEntry) -> bytes | None:
+    """The store key of a table entry whose match is valid and already canonical (fields
+    in id order, exact and LPM values in their shortest form, no priority): the common case,
+    recognised without changing or copying anything. None for anything else, which the
+    general path (:meth:`Validator.canonical_match`) then validates, or rejects with the
+    precise error. Gives the same key as the general path."""
+    if te.priority or table.needs_priority:
+        return None
+    fields = table.fields
+    parts: list[bytes] = []
+    exact = 0
+    last = 0
+    for fm in te.match:
+        field_id = fm.field_id
+        if field_id <= last:
+            return None
+        last = field_id
+        field = fields.get(field_id)
+        if field is None:
+            return None
+        kind = field.kind
+        if kind == "lpm":
+            if not fm.HasField("lpm"):
+                return None
+            lpm = fm.lpm
+            plen = lpm.prefix_len
+            value = lpm.value
+            width = field.bitwidth
+            if not (0 < plen <= width and value and (value[0] or len(value) == 1)):
+                return None
+            number = int.from_bytes(value, "big")
+            if number.bit_length() > width or number & ((1 << (width - plen)) - 1):
+                return None
+            parts.append(field.head + _lp(value) + plen.to_bytes(2, "big"))
+        elif kind == "exact":
+            if not fm.HasField("exact"):
+                return None
+            value = fm.exact.value
+            if not value or not (value[0] or len(value) == 1):
+                return None
+            if (len(value) - 1) * 8 + value[0].bit_length() > field.bitwidth:
+                return None
+            parts.append(field.head + _lp(value))
+            exact += 1
+        else:
+            return None
+    if exact != len(table.exact_fields):
+        return None
+    parts.append(b"\x00\x00\x00\x00")  # priority 0
+    return b"".join(parts)
+
+
+def _action_is_canonical(ta: p4r.TableAction) -> bool:
+    """Whether validating ``ta`` (see :meth:`Validator.action`) would leave it as it is:
+    parameters in id order, values in their shortest form."""
+    if ta.WhichOneof("type") != "action":
+        return True
+    last = 0
+    for param in ta.action.params:
+        value = param.value
+        if param.param_id <= last or not value or not (value[0] or len(value) == 1):
+            return False
+        last = param.param_id
+    return True
 
 
 def _lp(value: bytes) -> bytes:
