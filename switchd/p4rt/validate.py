@@ -709,11 +709,10 @@ class Validator:
                 raise invalid(f"{what}: member {m.member_id} has weight {m.weight}; must be > 0")
             total += max(m.weight, 1)
             watch_port = self._watch_port(what, m)
-            members.append(
-                p4r.ActionProfileGroup.Member(
-                    member_id=m.member_id, weight=m.weight, watch_port=watch_port
-                )
-            )
+            member = p4r.ActionProfileGroup.Member(member_id=m.member_id, weight=m.weight)
+            if watch_port:  # no watch port: leave the oneof unset (b"" is not a port)
+                member.watch_port = watch_port
+            members.append(member)
             refs.append(("member", profile.id, m.member_id))
         limit = g.max_size or profile.max_group_size
         if limit and total > limit:
