@@ -27,10 +27,22 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _register_lab(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    from lab import commands, demo
+    from lab import bench_commands, commands, demo, fault_commands
 
     commands.register(sub)
+    fault_commands.register(_subcommands(sub.choices["lab"]))
+    bench_commands.register(sub)
     demo.register(sub)
+
+
+def _subcommands(
+    parser: argparse.ArgumentParser,
+) -> argparse._SubParsersAction[argparse.ArgumentParser]:
+    """The subcommands of ``parser`` (``lab``), so other modules can add theirs."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            return action
+    raise LookupError(f"{parser.prog} has no subcommands")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
