@@ -20,8 +20,8 @@ lint:
 typecheck:
 	$(PYTHON) -m mypy
 
-# Python stubs for our own .proto files (none yet: the northbound API adds them).
-PROTOS := $(wildcard controller/*.proto)
+# Python stubs for our own .proto files (the northbound API).
+PROTOS := $(wildcard controller/*.proto controller/*/*.proto)
 proto: $(PROTOS:.proto=_pb2.py)
 
 %_pb2.py: %.proto

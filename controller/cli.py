@@ -1,5 +1,6 @@
-"""The controller's ``srv6lab`` subcommands: ``topology`` (and later ``controller``,
-``intent``, ``paths``). Heavy imports happen inside the handlers."""
+"""The controller's ``srv6lab`` subcommands: ``topology``, ``paths``, ``controller`` (run
+the daemon; status and events of a running one) and ``intent`` (the API client). Heavy
+imports happen inside the handlers."""
 
 from __future__ import annotations
 
@@ -39,7 +40,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     paths.add_argument("src", metavar="SRC", help="host or switch name")
     paths.add_argument("dst", metavar="DST", help="host or switch name")
-    paths.add_argument("--topology", required=True, metavar="FILE", help="topology YAML file")
+    paths.add_argument(
+        "--topology",
+        metavar="FILE",
+        help="compute offline on this topology file; without it, ask the running controller "
+        "(GetPaths, on the live network)",
+    )
     paths.add_argument("-k", type=int, default=2, help="number of paths (default: 2)")
     paths.add_argument(
         "--mode", choices=("edge", "node"), default="edge", help="disjointness (default: edge)"
@@ -57,10 +63,119 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         default="usid",
         help="segment lists as uSID containers (default) or full SIDs",
     )
+    from controller.client import add_controller_option
+
+    add_controller_option(paths)
     paths.set_defaults(func=_paths)
+    _register_controller(sub)
+    _register_intent(sub)
+
+
+def _register_controller(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    from controller import client, daemon
+
+    ctl = sub.add_parser("controller", help="run the controller daemon; status and events")
+    csub = ctl.add_subparsers(dest="controller_cmd", required=True, metavar="COMMAND")
+    run = csub.add_parser(
+        "run",
+        help="run the controller until SIGTERM",
+        description="Run the controller: one supervised P4Runtime session per switch, the "
+        "intents kept installed (reconciled on connect, on every change and periodically), "
+        "link events from gNMI and netlink with fast reroute, the northbound gRPC API and "
+        "Prometheus metrics. SIGTERM or SIGINT stops it cleanly; the switches keep their "
+        "state, and a restarted controller writes nothing when nothing changed.",
+    )
+    daemon.add_run_arguments(run)
+    run.set_defaults(func=daemon.run)
+
+    status = csub.add_parser("status", help="sessions, desired-state version, links down")
+    client.add_controller_option(status)
+    status.add_argument(
+        "--wait", type=float, default=0, metavar="SECONDS",
+        help="first wait (up to SECONDS) until every switch is programmed",
+    )  # fmt: skip
+    status.add_argument("--json", action="store_true", help="machine-readable output")
+    status.set_defaults(func=client.controller_status)
+
+    ev = csub.add_parser("events", help="follow link, intent, switch and reroute events")
+    client.add_controller_option(ev)
+    ev.add_argument("--history", type=int, default=20, help="past events to show first")
+    ev.set_defaults(func=client.controller_events)
+
+
+def _register_intent(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    from controller import client
+
+    intent = sub.add_parser("intent", help="add, list, show, delete intents; diff the switches")
+    isub = intent.add_subparsers(dest="intent_cmd", required=True, metavar="COMMAND")
+
+    add = isub.add_parser("add", help="add an intent (waits until the switches hold it)")
+    ksub = add.add_subparsers(dest="kind", required=True, metavar="KIND")
+    common = argparse.ArgumentParser(add_help=False)
+    client.add_controller_option(common)
+    common.add_argument("--id", help="intent id (default: KIND-N)")
+    common.add_argument("--json", action="store_true", help="print the intent as JSON")
+    common.add_argument("--timeout", type=float, default=60, help="seconds (default 60)")
+    enc = argparse.ArgumentParser(add_help=False)
+    enc.add_argument("--encoding", choices=("usid", "full"), default="usid",
+                     help="segment lists as uSID containers (default) or full SIDs")  # fmt: skip
+
+    conn = ksub.add_parser("connectivity", parents=[common],
+                           help="ECMP routing between all hosts (the default intent)")  # fmt: skip
+    conn.set_defaults(func=client.intent_add)
+    dis = ksub.add_parser("disjoint", parents=[common, enc],
+                          help="k disjoint paths between two hosts, both directions")  # fmt: skip
+    dis.add_argument("src", metavar="SRC", help="host")
+    dis.add_argument("dst", metavar="DST", help="host")
+    dis.add_argument("-k", type=int, default=2, help="number of paths (default 2)")
+    dis.add_argument("--mode", choices=("edge", "node"), default="edge")
+    dis.add_argument("--weights", metavar="W1,W2,..", help="traffic share per path")
+    dis.set_defaults(func=client.intent_add)
+    exp = ksub.add_parser("explicit", parents=[common, enc],
+                          help="one path through waypoints (switches, in order)")  # fmt: skip
+    exp.add_argument("src", metavar="SRC", help="host")
+    exp.add_argument("dst", metavar="DST", help="host")
+    exp.add_argument("--via", required=True, metavar="S1,S2,..", help="waypoints")
+    exp.set_defaults(func=client.intent_add)
+    col = ksub.add_parser(
+        "collective", parents=[common, enc],
+        help="place a collective's flows so that the hottest link carries least",
+    )  # fmt: skip
+    col.add_argument("hosts", nargs="+", metavar="HOST", help="GPU hosts, in ring order")
+    col.add_argument("--pattern", choices=("all-to-all", "ring"), default="all-to-all")
+    col.set_defaults(func=client.intent_add)
+
+    lst = isub.add_parser("list", help="every intent with its status")
+    client.add_controller_option(lst)
+    lst.add_argument("--json", action="store_true")
+    lst.set_defaults(func=client.intent_list)
+    show = isub.add_parser("show", help="one intent with its paths and segment lists")
+    client.add_controller_option(show)
+    show.add_argument("id", metavar="ID")
+    show.add_argument("--json", action="store_true")
+    show.set_defaults(func=client.intent_show)
+    delete = isub.add_parser("delete", help="delete intents")
+    client.add_controller_option(delete)
+    delete.add_argument("ids", nargs="+", metavar="ID")
+    delete.set_defaults(func=client.intent_delete)
+    diff = isub.add_parser(
+        "diff", help="dry run: what the controller would write to each switch now (exit 1 "
+        "if any switch is out of sync)",
+    )  # fmt: skip
+    client.add_controller_option(diff)
+    diff.add_argument("-v", "--verbose", action="store_true", help="list switches in sync too")
+    diff.set_defaults(func=client.intent_diff)
 
 
 def _paths(args: argparse.Namespace) -> int:
+    if not args.topology:
+        if args.down:
+            print("error: --down needs --topology (the controller knows what is down)",
+                  file=sys.stderr)  # fmt: skip
+            return 2
+        from controller.client import remote_paths
+
+        return remote_paths(args)
     from controller.compiler import Encoding, SegmentError, segment_list
     from controller.paths import NoPathError, disjoint_paths
     from controller.topology import TopologyError, load

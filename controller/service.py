@@ -283,7 +283,7 @@ class ControllerService:
     async def link_changed(self, link: LinkKey, up: bool, source: str) -> bool:
         """A link went down or came back (deduplicated: False if nothing changed)."""
         name = "-".join(sorted(link))
-        self.metrics.link_events.labels(source, "up" if up else "down").inc()
+        self.metrics.link_events.labels(source.split(maxsplit=1)[0], "up" if up else "down").inc()
         if up == (link not in self.down):
             return False
         seen = time.monotonic_ns()
@@ -301,10 +301,10 @@ class ControllerService:
             self.live = LiveGraph(self.topo.graph, [pair(k) for k in self.down])
             # 1. make-before-break to the precomputed backups: only ingress entries change
             affected = self.solution.affected(link)
-            if affected:
-                rules = fast_reroute(self.topo, self.live, self.solution, [link])
+            rules = fast_reroute(self.topo, self.solution, [link]) if affected else {}
+            if rules:
                 timeline.computed_ns = time.monotonic_ns()
-                version = self._push({n: entities(r) for n, r in rules.items()})
+                version = self._push({n: entities(r) for n, r in rules.items()}, only=True)
                 await self.wait_applied(version)
                 timeline.acked_ns = time.monotonic_ns()
                 self.metrics.reroutes.labels("backup").inc()
@@ -317,12 +317,12 @@ class ControllerService:
             # 2. the full recompute replaces backups with the best new paths
             self.solution = solve(self.topo, self.live, list(self.intents.values()))
             timeline.recomputed_ns = time.monotonic_ns()
-            if not affected:
+            if not rules:
                 timeline.computed_ns = timeline.recomputed_ns
             version = self._publish(f"link {name} down")
             await self.wait_applied(version)
             timeline.recompute_acked_ns = time.monotonic_ns()
-            if not affected:
+            if not rules:
                 timeline.acked_ns = timeline.recompute_acked_ns
             self.metrics.reroutes.labels("recompute").inc()
             self.metrics.reroute_seconds.labels("recompute").observe(
@@ -348,10 +348,16 @@ class ControllerService:
         LOG.debug("version %d: %s", version, why)
         return version
 
-    def _push(self, desired: Mapping[str, Sequence[Any]]) -> int:
+    def _push(self, desired: Mapping[str, Sequence[Any]], *, only: bool = False) -> int:
+        """A new version: ``desired`` per switch; with ``only``, switches not named keep
+        what they have (their version just moves)."""
         self.version += 1
         for name, session in self.sessions.items():
-            session.set_desired(self.version, normalize_all(desired.get(name, ()), self.schema))
+            if only and name not in desired:
+                session.touch(self.version)
+            else:
+                session.set_desired(self.version, normalize_all(desired.get(name, ()), self.schema))
+        self._notify()
         return self.version
 
     def desired_entities(self, switch: str) -> list[Normalized]:

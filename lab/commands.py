@@ -81,6 +81,19 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="keep the lab in a background process (log in the run directory) and return "
         "once it is ready",
     )
+    up.add_argument(
+        "--controller",
+        action="store_true",
+        help="also run the controller (srv6lab controller run) on the lab's switches; the "
+        "lab is ready when connectivity is installed everywhere. Its API listens on "
+        "--controller-listen (default unix:RUN_DIR/controller.sock, which `srv6lab intent` "
+        "finds by itself), its log is RUN_DIR/controller.log",
+    )
+    up.add_argument("--controller-listen", metavar="ADDR", help="controller API address")
+    up.add_argument(
+        "--controller-metrics", default="off", metavar="HOST:PORT",
+        help="controller Prometheus endpoint (default off)",
+    )  # fmt: skip
     up.add_argument("--detached-child", action="store_true", help=argparse.SUPPRESS)
     up.set_defaults(func=_up)
 
@@ -172,6 +185,14 @@ def _up(args: argparse.Namespace) -> int:
     return _up_here(args, topo)
 
 
+def _controller_options(args: argparse.Namespace) -> Any:
+    if not args.controller:
+        return None
+    from lab.controller_proc import ControllerOptions
+
+    return ControllerOptions(listen=args.controller_listen, metrics=args.controller_metrics)
+
+
 def _up_here(args: argparse.Namespace, topo: Topology) -> int:
     """Run the lab in this process until Ctrl-C, SIGTERM, SIGHUP or the end of the CLI."""
     from lab.errors import LabError
@@ -201,6 +222,7 @@ def _up_here(args: argparse.Namespace, topo: Topology) -> int:
                 on_step=step,
                 on_sweep=_print_sweep,
                 log=run.log_path if args.detached_child else None,
+                controller=_controller_options(args),
             ) as lab,
         ):
             printer.finish()
@@ -208,6 +230,12 @@ def _up_here(args: argparse.Namespace, topo: Topology) -> int:
                 f"lab {topo.name} ready in {lab.state.ready_seconds:.1f} s ({_counts(topo)})",
                 flush=True,
             )
+            if lab.controller is not None:
+                print(
+                    f"controller programmed every switch in {lab.controller.ready_seconds:.1f} s;"
+                    f" API {lab.controller.address}, log {lab.controller.log}",
+                    flush=True,
+                )
             try:
                 if args.cli:
                     from mininet.cli import CLI
@@ -257,6 +285,10 @@ def _up_detached(args: argparse.Namespace, topo: Topology) -> int:
         args.switch,
         "--detached-child",
     ]
+    if args.controller:
+        command += ["--controller", "--controller-metrics", args.controller_metrics]
+        if args.controller_listen:
+            command += ["--controller-listen", args.controller_listen]
     with open(run.log_path, "wb") as log:
         child = subprocess.Popen(
             command,
@@ -287,6 +319,10 @@ def _up_detached(args: argparse.Namespace, topo: Topology) -> int:
             if state.ready and state.ready_seconds is not None:
                 printer.finish(at=state.ready_seconds)
                 print(f"lab {topo.name} ready in {state.ready_seconds:.1f} s ({_counts(topo)})")
+                addr = run.path / "controller.addr"
+                if args.controller and addr.exists():
+                    print(f"controller API {addr.read_text().strip()} (`srv6lab intent` finds it), "
+                          f"log {run.path / 'controller.log'}")  # fmt: skip
                 print(
                     f"it runs in the background (pid {child.pid}, log {run.log_path}); "
                     "see `srv6lab lab status`, stop it with `srv6lab lab down`"

@@ -19,6 +19,12 @@ from typing import Any
 
 from controller.topology import Topology
 from lab import namespaces
+from lab.controller_proc import (
+    ControllerOptions,
+    ControllerProcess,
+    start_controller,
+    stop_leftover,
+)
 from lab.errors import LabBusy, LabError
 from lab.network import LabNetwork, StepCallback
 from lab.nodes import switch_class
@@ -34,6 +40,7 @@ class RunningLab:
     network: LabNetwork
     state: LabState
     run: RunDir
+    controller: ControllerProcess | None = None
 
     def node(self, name: str) -> Any:
         """The Mininet node called ``name``."""
@@ -72,14 +79,18 @@ def running_lab(
     on_step: StepCallback | None = None,
     on_sweep: Callable[[SweepReport], None] | None = None,
     log: Path | None = None,
+    controller: ControllerOptions | None = None,
 ) -> Iterator[RunningLab]:
     """Bring ``topology`` up as the one lab of the run directory; stop it on exit, also
-    when the body raises. Raises :class:`LabBusy` if a lab runs already."""
+    when the body raises. Raises :class:`LabBusy` if a lab runs already. With
+    ``controller``, the controller runs too (started last, stopped first) and the lab is
+    ready when it has programmed every switch."""
     run = run or RunDir.from_env()
     switch_class(switch_kind)
     lock = LabLock(run)
     lock.acquire()
     try:
+        stop_leftover(run.path)
         leftovers = sweep(run, lenient_state(run))
         _check_names_are_free(topology, run)
         if not leftovers.empty and on_sweep is not None:
@@ -95,12 +106,18 @@ def running_lab(
             if on_step is not None:
                 on_step(text)
 
+        ctl: ControllerProcess | None = None
         try:
             network.start(on_step=step)
+            if controller is not None:
+                step("starting the controller and programming the switches")
+                ctl = start_controller(Path(topology.source).resolve(), run.path, controller)
             state.mark_ready(network.describe())
             write_state(run.state_path, state)
-            yield RunningLab(network, state, run)
+            yield RunningLab(network, state, run, ctl)
         finally:
+            if ctl is not None:
+                ctl.stop()
             network.stop()
     finally:
         remove_state(run.state_path)

@@ -29,6 +29,7 @@ from controller.compiler import (
     SegmentList,
     SwitchRules,
     compile_network,
+    compile_policies,
     host_prefix,
     segment_list,
 )
@@ -157,20 +158,28 @@ def solve(topo: Topology, live: LiveGraph, intents: Sequence[Intent]) -> Solutio
 
 
 def fast_reroute(
-    topo: Topology, live: LiveGraph, before: Solution, dead: Iterable[LinkKey]
+    topo: Topology, before: Solution, dead: Iterable[LinkKey]
 ) -> dict[str, SwitchRules]:
-    """The first reaction to dead links, before any recompute: every policy keeps the
-    lists that avoid them, or moves to its precomputed backup; the fabric is recompiled on
-    the live graph. Only the policies' ingress entries change (make-before-break)."""
+    """The first reaction to dead links, before any recompute: every policy that crosses
+    one keeps the lists that avoid them, or moves to its precomputed backup. Only the
+    ingress switches of those policies change, and only their headend entries; the
+    result holds just those switches (the fabric's own ECMP groups already lost the dead
+    members in the data plane)."""
     gone = frozenset(dead)
+    changed: set[str] = set()
     specs: list[PolicySpec] = []
     for p in before.policies:
         keep = [s for s in p.lists if not (s.links & gone)]
-        if not keep:
-            keep = [s for s in p.backup if not (s.links & gone)]
+        if len(keep) < len(p.lists):
+            changed.add(p.key[0])
+            if not keep:
+                keep = [s for s in p.backup if not (s.links & gone)]
         if keep:
             specs.append(p.spec(keep))
-    return compile_network(topo, policies=specs, live=live, host_routes=before.host_routes)
+    if not changed:
+        return {}
+    policies = compile_policies(topo, specs)
+    return {name: before.rules[name].with_policies(policies) for name in sorted(changed)}
 
 
 def check_possible(topo: Topology, spec: Spec) -> None:

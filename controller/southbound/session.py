@@ -122,8 +122,22 @@ class SwitchSession:
         self._set_role("down")
 
     def set_desired(self, version: int, entities: Sequence[Normalized]) -> None:
-        self.desired = Desired(version, tuple(entities))
+        """The switch should hold ``entities``; an unchanged set only moves the version
+        (a switch that held the old one holds the new one, nothing is written)."""
+        new = tuple(entities)
+        old = self.desired
+        if old is not None and old.entities == new:
+            if self.synced_version == old.version:
+                self.synced_version = version
+            self.desired = Desired(version, new)
+            return
+        self.desired = Desired(version, new)
         self._wake.set()
+
+    def touch(self, version: int) -> None:
+        """A new version that changes nothing on this switch."""
+        if self.desired is not None:
+            self.set_desired(version, self.desired.entities)
 
     def resync(self) -> None:
         """Read everything back on the next pass (a periodic pass does this anyway)."""
