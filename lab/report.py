@@ -79,6 +79,7 @@ def repetition(
     """One repetition: what the failure and the restore cost each flow."""
     assert fault.injected is not None and fault.restored is not None
     fail_at, restore_at = fault.injected.monotonic_ns, fault.restored.monotonic_ns
+    period_ns = 1e9 / traffic.rate_pps
     flows = []
     for f in traffic.flows:
         runs = loss_runs(f["sent"], f["seq"], f["send_ns"], f["recv_ns"])
@@ -86,6 +87,14 @@ def repetition(
             runs, [("failure", fail_at), ("restore", restore_at)], traffic.stopped_ns
         )
         failure = _event(events["failure"])
+        window = events["failure"].window_ns
+        if window is not None and events["failure"].packets_lost:
+            # Time inside the window in which the sender itself sent nothing (a CPU stall),
+            # beyond the gap the lost packets explain.
+            explained = (events["failure"].packets_lost + 1) * period_ns
+            failure["sender_idle_ms"] = _ms(max(0, int(window - explained)))
+        else:
+            failure["sender_idle_ms"] = 0.0
         rec_at = events["failure"].recovered_at_ns
         failure["recovered_before_restore"] = events["failure"].packets_lost == 0 or (
             rec_at is not None and rec_at < restore_at
@@ -132,6 +141,11 @@ def repetition(
             "late_ticks": sender.get("late_ticks", 0),
             "ticks": sender.get("ticks", 0),
             "max_lateness_ms": _ms(sender.get("max_lateness_ns", 0)),
+            "scheduling": sender.get("realtime", ""),
+            "stalls": [
+                {"at_s": round((due - traffic.started_ns) / 1e9, 3), "late_ms": _ms(late)}
+                for due, late in sender.get("stalls", [])
+            ],
         },
         "flows": flows,
         "controller": controller,

@@ -2,14 +2,17 @@
 number and send time (CLOCK_MONOTONIC ns: one clock for every namespace of the machine).
 
 One sender thread paces every flow on one schedule (tick k at ``start + k / rate``, one
-packet per flow per tick; a late tick is caught up at once, so the count stays right and the
-lateness is reported). One receiver thread waits on every receiving socket and records each
+packet per flow per tick). A tick late by a few periods is caught up at once; after a longer
+stall the schedule restarts from now rather than bursting the backlog into the network, and
+what was not sent counts against "kept up" (the stalls are reported). One receiver thread
+waits on every receiving socket and records each
 packet's flow, sequence number, send time and arrival time. Sockets are opened in the hosts'
 namespaces by the caller (:mod:`lab.nsenter`), so both threads serve every host.
 """
 
 from __future__ import annotations
 
+import os
 import selectors
 import socket
 import struct
@@ -23,6 +26,9 @@ HEADER = struct.Struct("!IIQ")
 PACKET_BYTES = 64
 """UDP payload per probe packet."""
 DEFAULT_PORT = 47000
+MAX_CATCH_UP = 20
+"""A tick later than this many periods is not caught up: the schedule restarts."""
+MAX_STALLS_KEPT = 200
 KEPT_UP_TOLERANCE = 0.02
 """A generator kept up when it sent at least 98 % of what its schedule asked for."""
 
@@ -64,6 +70,10 @@ class SenderStats:
     late_ticks: int = 0
     """Ticks sent more than one period after their time."""
     max_lateness_ns: int = 0
+    realtime: str = ""
+    """The scheduling class the threads got ("SCHED_FIFO 10", or why not)."""
+    stalls: list[tuple[int, int]] = field(default_factory=list)
+    """(when due, how late) of ticks the sender could not catch up with (monotonic ns)."""
 
     @property
     def offered_per_flow(self) -> float:
@@ -73,6 +83,21 @@ class SenderStats:
     def kept_up(self, sent_per_flow: float) -> bool:
         offered = self.offered_per_flow
         return offered > 0 and sent_per_flow >= offered * (1 - KEPT_UP_TOLERANCE)
+
+
+REALTIME_PRIORITY = 10
+
+
+def _realtime(priority: int) -> str:
+    """Put the calling thread in SCHED_FIFO, so that the lab's other processes (20
+    switchd, a controller, other users of the machine) do not stall the pacing: the
+    sender sleeps between ticks, and the kernel keeps 5 % of the CPU for others. The sender gets
+    the higher priority: a receiver busy with a batch must not delay a tick."""
+    try:
+        os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(priority))
+    except OSError as exc:
+        return f"normal (SCHED_FIFO refused: {exc.strerror})"
+    return f"SCHED_FIFO {priority}"
 
 
 class ProbeRun:
@@ -118,6 +143,7 @@ class ProbeRun:
 
     def _send_loop(self) -> None:
         try:
+            self.stats.realtime = _realtime(REALTIME_PRIORITY + 10)
             self._send()
         except BaseException as exc:
             self.error = exc
@@ -134,31 +160,40 @@ class ProbeRun:
         now = time.monotonic_ns
         start = now()
         self.stats.started_ns = start
-        tick = 0
+        anchor, tick, seq = start, 0, 0
+        stats = self.stats
         stop = self._stop
         while not stop.is_set():
-            due = start + int(tick * period)
+            due = anchor + int(tick * period)
             t = now()
             if t < due:
                 time.sleep((due - t) / 1e9)
                 continue
             late = t - due
             if late > period:
-                self.stats.late_ticks += 1
-            self.stats.max_lateness_ns = max(self.stats.max_lateness_ns, late)
+                stats.late_ticks += 1
+            stats.max_lateness_ns = max(stats.max_lateness_ns, late)
+            if late > MAX_CATCH_UP * period:
+                # Stalled (CPU): never burst the backlog into the network; start the
+                # schedule again from now. What was not sent counts against keeping up.
+                if len(stats.stalls) < MAX_STALLS_KEPT:
+                    stats.stalls.append((due, late))
+                anchor, tick = t, 0
             for flow_id, sock, dest, record in targets:
-                pack(buf, 0, flow_id, tick, now())
+                pack(buf, 0, flow_id, seq, now())
                 try:
                     sock.sendto(buf, dest)
                 except OSError:
                     record.send_errors += 1  # no route on the host itself: lost, counted
                 record.sent += 1
             tick += 1
-        self.stats.ticks = tick
-        self.stats.stopped_ns = start + int(tick * period)
+            seq += 1
+        stats.ticks = seq
+        stats.stopped_ns = now()
 
     def _recv_loop(self) -> None:
         try:
+            _realtime(REALTIME_PRIORITY)
             self._recv()
         except BaseException as exc:
             self.error = exc
