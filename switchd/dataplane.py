@@ -18,8 +18,9 @@ The contract, per Write RPC:
 All entities are finsy's ``p4.v1`` protobuf messages (``finsy.proto.p4r``), canonical
 (shortest bytestrings, match fields and params sorted by id, ``watch`` turned into
 ``watch_port``, no counter data). ``apply`` may be called more than once per Write (a batch
-is split where a later update depends on an earlier one; ROLLBACK_ON_ERROR sends the inverse
-changes as one more call). Data plane methods run on one worker thread, one call at a time.
+is split where a later update depends on an earlier one, and into chunks so that the kernel
+applies one while the server validates the next; ROLLBACK_ON_ERROR sends the inverse changes
+as one more call). Data plane methods run on one worker thread, one call at a time.
 """
 
 from __future__ import annotations

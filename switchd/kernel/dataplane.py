@@ -182,13 +182,16 @@ class KernelDataplane:
                 raise RuntimeError("switchd: the port watch did not start within 10 s")
 
     def stop(self) -> None:
-        """Stop watching ports. The watch thread blocks in netlink until the next event
-        (pyroute2 buffers messages, so a select() timeout would miss some): it is a daemon
-        thread and ends at that event or with the process; stop() does not wait for it."""
+        """Stop watching ports, and end the ``ip -batch`` processes (a later write starts
+        them again). The watch thread blocks in netlink until the next event (pyroute2
+        buffers messages, so a select() timeout would miss some): it is a daemon thread and
+        ends at that event or with the process; stop() does not wait for it."""
         self._stop.set()
         if self._monitor is not None:
             self._monitor.join(timeout=0.05)
             self._monitor = None
+        with self._lock:
+            self.ip.close()
 
     def flush(self) -> None:
         """Remove everything this switchd installed (its protocol number, its tables)."""
@@ -527,6 +530,9 @@ class KernelDataplane:
             else:
                 self.ports_up.discard(port)
             self._ports_view = None
+            # ip caches interface indexes by name, and a port that comes back may be a
+            # new interface of the same name.
+            self.ip.restart()
             if self.schema is None:
                 return
             journal = _Journal()

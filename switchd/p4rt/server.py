@@ -3,7 +3,8 @@ Capabilities, over a :class:`~switchd.dataplane.Dataplane`.
 
 One asyncio loop serves everything. The data plane's methods block (netlink, ``ip -batch``),
 so they run in one worker thread, one call at a time: the loop keeps answering arbitration,
-reads and gNMI while the kernel is being programmed. Writes and pipeline changes are
+reads and gNMI while the kernel is being programmed, and validates the next chunk of a write
+while the kernel applies the one before. Writes and pipeline changes are
 serialised by a lock; a write that has started to touch the data plane finishes and commits
 even if its client goes away, so the store always matches the kernel.
 
@@ -72,6 +73,9 @@ P4RUNTIME_API_VERSION = "1.5.0"
 """The version of finsy's p4runtime.proto, which this server speaks."""
 
 READ_CHUNK_BYTES = 1 << 20
+PIPELINE_CHUNK = 256
+"""Updates per data plane call within a write: the kernel applies one chunk while the next
+is validated (see _Batch)."""
 READ_CHUNK_ENTITIES = 4096
 
 # Validation errors that depend on the store: an earlier update of the same batch, not yet
@@ -613,6 +617,11 @@ class _Batch:
     the data plane and commits it, so that every update is validated against the state the
     earlier ones left, exactly as if they had been applied one by one.
 
+    Runs are pipelined: a run goes to the data plane in chunks of :data:`PIPELINE_CHUNK`
+    updates, and while the kernel applies one chunk (on the data plane's thread) the next is
+    validated. A chunk in flight is part of the run: "touched" covers it, and its results are
+    committed to the store, in order, before the next chunk goes out.
+
     CONTINUE_ON_ERROR (default): every update is attempted; each gets its own result.
     ROLLBACK_ON_ERROR (``rollback``): at the first failure the remaining updates are not
     attempted, and the applied ones are undone, newest first, by their inverse changes
@@ -626,24 +635,32 @@ class _Batch:
         self.rollback = rollback
         self.results: list[P4RuntimeError | None] = []
         self.run_items: list[tuple[int, Validated]] = []
+        """validated, not yet sent to the data plane"""
+        self.inflight: tuple[list[tuple[int, Validated]], asyncio.Future[Any]] | None = None
+        """sent to the data plane, not yet committed"""
         self.touched: set[EntityKey] = set()
         self.ref_profiles: set[int] = set()
         self.applied: list[Validated] = []
         """committed changes, in order (kept for a rollback)"""
         self.counter_undo: list[tuple[int, bytes, CounterValue | None]] = []
+        self.failed = False
 
-    def _failed(self) -> bool:
-        return any(r is not None for r in self.results)
+    def _pending(self) -> bool:
+        return bool(self.run_items) or self.inflight is not None
 
     async def run(self, updates: Any) -> list[P4RuntimeError | None]:
         self.results = [None] * len(updates)
-        for i, update in enumerate(updates):
-            if self.rollback and self._failed():
-                break
-            await self._one(i, update)
-        if not (self.rollback and self._failed()):
-            await self._flush()
-        if self.rollback and self._failed():
+        try:
+            for i, update in enumerate(updates):
+                if self.rollback and self.failed:
+                    break
+                await self._one(i, update)
+            if not (self.rollback and self.failed):
+                await self._flush()
+        finally:
+            # A chunk the data plane has started on is committed whatever happens here.
+            await self._settle()
+        if self.rollback and self.failed:
             self.run_items.clear()  # validated, never applied
             await self._undo()
             first = next(i for i, r in enumerate(self.results) if r is not None)
@@ -655,28 +672,34 @@ class _Batch:
                     )
         return self.results
 
+    def _fail(self, i: int, error: P4RuntimeError) -> None:
+        self.results[i] = error
+        self.failed = True
+
     async def _one(self, i: int, update: p4r.Update) -> None:
         validator = self.pipeline.validator
         for attempt in range(2):
             try:
                 result = validator.update(update)
             except P4RuntimeError as exc:
-                if self.run_items and attempt == 0 and exc.code in _STORE_DEPENDENT:
+                if attempt == 0 and exc.code in _STORE_DEPENDENT and self._pending():
                     await self._flush()
                     continue
-                self.results[i] = exc
+                self._fail(i, exc)
                 return
             except Exception as exc:
                 log.exception("validating update %d failed", i)
-                self.results[i] = P4RuntimeError(INTERNAL, f"update {i}: internal error: {exc!r}")
+                self._fail(i, P4RuntimeError(INTERNAL, f"update {i}: internal error: {exc!r}"))
                 return
             if isinstance(result, CounterWrite):
-                if self.run_items and attempt == 0:
+                if attempt == 0 and self._pending():
                     await self._flush()
                     continue
-                self.results[i] = await self._counter_write(result)
+                error = await self._counter_write(result)
+                if error is not None:
+                    self._fail(i, error)
                 return
-            if self.run_items and attempt == 0 and self._conflicts(result):
+            if attempt == 0 and self._pending() and self._conflicts(result):
                 await self._flush()
                 continue
             self.run_items.append((i, result))
@@ -684,6 +707,8 @@ class _Batch:
             profile = self._ref_profile(result)
             if profile:
                 self.ref_profiles.add(profile)
+            if len(self.run_items) >= PIPELINE_CHUNK:
+                await self._send()
             return
 
     def _ref_profile(self, v: Validated) -> int:
@@ -705,11 +730,23 @@ class _Batch:
 
     async def _apply(self, changes: list[Change]) -> list[P4RuntimeError | None]:
         """Changes through the data plane; one result per change."""
-        try:
-            outcome = await self.server._in_dataplane(self.server.dataplane.apply, changes)
-        except Exception as exc:
-            log.exception("the data plane failed on a batch of %d changes", len(changes))
-            return [P4RuntimeError(INTERNAL, f"the data plane failed: {exc!r}")] * len(changes)
+        return self._results(changes, await self._start_apply(changes))
+
+    def _start_apply(self, changes: list[Change]) -> asyncio.Future[Any]:
+        loop = asyncio.get_running_loop()
+        return loop.run_in_executor(
+            self.server._executor, functools.partial(_apply_caught, self.server.dataplane, changes)
+        )
+
+    @staticmethod
+    def _results(changes: list[Change], outcome: Any) -> list[P4RuntimeError | None]:
+        if isinstance(outcome, BaseException):
+            log.error(
+                "the data plane failed on a batch of %d changes",
+                len(changes),
+                exc_info=outcome,
+            )
+            return [P4RuntimeError(INTERNAL, f"the data plane failed: {outcome!r}")] * len(changes)
         if not isinstance(outcome, list) or len(outcome) != len(changes):
             log.error("the data plane answered %r for %d changes", outcome, len(changes))
             error = P4RuntimeError(INTERNAL, "the data plane returned the wrong number of results")
@@ -724,13 +761,36 @@ class _Batch:
                 results.append(P4RuntimeError(INTERNAL, f"the data plane answered {err!r}"))
         return results
 
-    async def _flush(self) -> None:
-        if not self.run_items:
+    async def _send(self) -> None:
+        """Send the validated updates to the data plane, once the chunk before them is
+        committed; do not wait for them."""
+        await self._settle()
+        if not self.run_items or (self.rollback and self.failed):
             return
         items, self.run_items = self.run_items, []
+        self.inflight = (items, self._start_apply([v.change for _, v in items]))
+
+    async def _settle(self) -> None:
+        """Wait for the chunk in flight and commit what the data plane applied of it."""
+        if self.inflight is None:
+            return
+        items, future = self.inflight
+        try:
+            outcome = await asyncio.shield(future)
+        finally:
+            self.inflight = None
+        await self._commit(items, self._results([v.change for _, v in items], outcome))
+
+    async def _flush(self) -> None:
+        """Apply and commit everything validated so far; the next update starts a new run."""
+        await self._send()
+        await self._settle()
         self.touched.clear()
         self.ref_profiles.clear()
-        outcome = await self._apply([v.change for _, v in items])
+
+    async def _commit(
+        self, items: list[tuple[int, Validated]], outcome: list[P4RuntimeError | None]
+    ) -> None:
         store = self.pipeline.store
         counters: list[tuple[int, Validated, p4r.CounterData]] = []
         for (i, v), err in zip(items, outcome, strict=True):
@@ -741,15 +801,18 @@ class _Batch:
                 if v.counter is not None:
                     counters.append((i, v, v.counter))
             else:
-                self.results[i] = err
+                self._fail(i, err)
         for i, v, data in counters:
             assert v.change.after is not None
             try:
                 await self._set_counter(v.key, v.change.after, data)
             except Exception as exc:
                 log.exception("setting a direct counter failed")
-                self.results[i] = P4RuntimeError(
-                    INTERNAL, f"the entry was written but its counter could not be set: {exc!r}"
+                self._fail(
+                    i,
+                    P4RuntimeError(
+                        INTERNAL, f"the entry was written but its counter could not be set: {exc!r}"
+                    ),
                 )
 
     async def _undo(self) -> None:
@@ -804,6 +867,15 @@ class _Batch:
             ident,
             CounterValue(raw.packets - data.packet_count, raw.bytes - data.byte_count),
         )
+
+
+def _apply_caught(dataplane: Dataplane, changes: list[Change]) -> Any:
+    """``dataplane.apply``, its exception returned rather than raised (on the data plane's
+    thread: the answer is taken apart on the loop)."""
+    try:
+        return dataplane.apply(changes)
+    except Exception as exc:
+        return exc
 
 
 def _inverse(change: Change) -> Change:

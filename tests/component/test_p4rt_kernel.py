@@ -19,7 +19,7 @@ from switchd.p4rt.pipeline import DEFAULT_P4INFO_PATH
 
 PORTS = {1: "s1-eth1", 2: "s1-eth2"}
 PROTOCOL = 222
-OK, INVALID_ARGUMENT, ABORTED = 0, 3, 10
+OK, INVALID_ARGUMENT, ABORTED, INTERNAL = 0, 3, 10, 13
 
 pytestmark = pytest.mark.skipif(
     not DEFAULT_P4INFO_PATH.exists(), reason="p4/build/srv6.p4info.txtpb not built"
@@ -229,3 +229,66 @@ def test_a_restarted_switchd_serves_what_the_kernel_holds(
     assert {"2001:db8:2::/64", "2001:db8:3::/64"} <= set(kept)
     p4rt.run(second())
     assert routes(netns) == kept  # forwarding state never went away
+
+
+def test_a_line_the_kernel_refuses_in_a_large_write_fails_alone(
+    p4rt: Any, netns: str, kernel: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The kernel itself refuses one route of a write that spans several chunks (its
+    nexthop was deleted behind switchd's back): that update alone fails, the others are in
+    the kernel, and the long-lived ``ip -batch`` goes on serving later writes."""
+    from switchd.p4rt import server
+
+    monkeypatch.setattr(server, "PIPELINE_CHUNK", 8)
+    PIPELINE_CHUNK = server.PIPELINE_CHUNK
+    n = PIPELINE_CHUNK * 2 + 5
+
+    async def scenario() -> None:
+        async with p4rt.switchd(kernel(), p4info=DEFAULT_P4INFO_PATH, ports=PORTS) as sw:
+            await sw.primary(10)
+            await sw.set_pipeline(srv6_p4info())
+            b = Srv6(p4rt).build
+            await sw.write(
+                [
+                    p4rt.insert(b.next_hop(1, 1)),
+                    p4rt.insert(b.member(1, 1)),
+                    p4rt.insert(b.member(2, 1)),
+                ]
+            )
+            ip(netns, "nexthop", "del", "id", str(0x1000_0002))  # member 2's kernel nexthop
+            updates = [
+                p4rt.insert(b.route(f"2001:db8:{i:x}::/64", member=1)) for i in range(1, n + 1)
+            ]
+            updates[PIPELINE_CHUNK + 1] = p4rt.insert(b.route("2001:db8:ffff::/64", member=2))
+            codes = await sw.write_codes(updates)
+            expected = [OK] * n
+            expected[PIPELINE_CHUNK + 1] = INTERNAL
+            assert codes == expected
+            assert len(routes(netns)) == n - 1
+            assert "2001:db8:ffff::/64" not in routes(netns)
+            assert len(await sw.read(p4r.Entity(table_entry=p4r.TableEntry()))) == 1 + n - 1
+
+            await sw.write([p4rt.delete(b.route("2001:db8:1::/64"))])
+            assert "2001:db8:1::/64" not in routes(netns)
+
+    p4rt.run(scenario())
+
+
+def test_the_ip_batch_process_reports_failed_lines_and_survives_ip_exiting() -> None:
+    from switchd.kernel.iproute import BatchProcess
+
+    process = BatchProcess(["ip", "-force", "-batch", "-"])
+    try:
+        failures = process.run(["link show lo", "link show dev srv6lab-none0", "link show lo"])
+        assert [f.line for f in failures] == [2]
+        assert "srv6lab-none0" in failures[0].message
+        assert process.run(["link show lo"]) == []
+        # iproute2 exits on some malformed arguments, even with -force.
+        failures = process.run(["link show lo", "route add 1:2:3:4:5:6:7:8:9::/64 dev lo"])
+        assert failures and failures[-1].line == 0
+        assert "ip exited" in failures[-1].message
+        # The next batch gets a new ip.
+        failures = process.run(["link show dev srv6lab-none0", "link show lo"])
+        assert [f.line for f in failures] == [1]
+    finally:
+        process.close()

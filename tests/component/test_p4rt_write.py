@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 import grpc
+import pytest
 from finsy.proto import p4r
 
 from switchd.dataplane import ChangeKind, DataplaneError
@@ -655,5 +656,59 @@ def test_rollback_on_error_is_all_or_nothing(p4rt: Any) -> None:
             assert (
                 len(await sw.read(p4r.Entity(action_profile_group=p4r.ActionProfileGroup()))) == 1
             )
+
+    p4rt.run(scenario())
+
+
+def test_a_large_write_is_pipelined_in_chunks_with_the_same_results(
+    p4rt: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from switchd.p4rt import server
+
+    # Small chunks: a write of a few dozen updates spans several (the error details of
+    # hundreds of updates exceed what a gRPC client takes in trailing metadata).
+    monkeypatch.setattr(server, "PIPELINE_CHUNK", 8)
+    PIPELINE_CHUNK = server.PIPELINE_CHUNK
+    n = PIPELINE_CHUNK * 2 + 10
+
+    def refuse(change: Any) -> DataplaneError | None:
+        after = change.after
+        if after is not None and after.WhichOneof("entity") == "table_entry":
+            match = after.table_entry.match
+            exact = match[0].WhichOneof("field_match_type") == "exact"
+            if exact and match[0].exact.value == b"\x07":
+                return DataplaneError("RESOURCE_EXHAUSTED", "kernel full")
+        return None
+
+    async def scenario() -> None:
+        dp = p4rt.MemoryDataplane(refuse=refuse)
+        async with p4rt.switchd(dp) as sw:
+            await ready(p4rt, sw)
+            b = sw.build
+            calls = dp.apply_calls
+            # Next hops 1..n; the data plane refuses 7; the last update needs a member that
+            # an update in the second chunk inserts, which needs next hop 1 of the first.
+            updates = [p4rt.insert(b.next_hop(i, 1)) for i in range(1, n + 1)]
+            updates[PIPELINE_CHUNK + 3] = p4rt.insert(b.member(1, 1))
+            updates.append(p4rt.insert(b.route("2001:db8::/32", member=1)))
+            updates.append(p4rt.insert(b.next_hop(2, 1)))  # exists (first chunk)
+            codes = await sw.write_codes(updates)
+            expected = [OK] * len(updates)
+            expected[6] = RESOURCE_EXHAUSTED
+            expected[-1] = ALREADY_EXISTS
+            assert codes == expected
+            assert dp.apply_calls - calls >= 3  # chunks, not one call
+            entries = await sw.read(ALL_ENTRIES)
+            assert len(entries) == n - 1 - 1 + 1  # no 7, one slot is the member, + route
+
+            # ROLLBACK_ON_ERROR across chunks: a refusal in the last chunk undoes them all.
+            snapshot = dict(dp.entities)
+            updates = [p4rt.insert(b.next_hop(i, 2)) for i in range(1000, 1000 + n)]
+            updates.append(p4rt.modify(b.next_hop(1, 2)))
+            updates.append(p4rt.insert(b.next_hop(7, 2)))  # refused
+            codes = await sw.write_codes(updates, atomicity=ROLLBACK)
+            assert codes == [ABORTED] * (n + 1) + [RESOURCE_EXHAUSTED]
+            assert dp.entities == snapshot
+            assert len(await sw.read(ALL_ENTRIES)) == len(entries)
 
     p4rt.run(scenario())
