@@ -163,9 +163,7 @@ def _convergence(args: argparse.Namespace) -> int:
     try:
         with running_lab(topo, "kernel", on_step=step) as lab:
             step("lab ready")
-            result = run_convergence(
-                topo, lab, cfg, progress=lambda text: print(f"  {text}", flush=True)
-            )
+            result = run_convergence(topo, lab, cfg, progress=step)
             step("stopping the lab")
     except LabError as exc:
         print(f"error: {exc}", file=sys.stderr)

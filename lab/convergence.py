@@ -158,10 +158,7 @@ def run_convergence(
     """The benchmark on a running lab (see the module's docstring)."""
     from lab import report as rpt
 
-    started = time.monotonic()
-
-    def say(text: str) -> None:
-        progress(f"[{time.monotonic() - started:5.1f} s] {text}")
+    say = progress
 
     workdir = workdir or lab.run.path
     netns = {name: info.netns for name, info in lab.state.nodes.items()}
@@ -185,7 +182,10 @@ def run_convergence(
         collective = CollectiveSpec(cfg.collective, ranks, cfg.collective_bytes)
         say(f"{cfg.collective} among {', '.join(r.host for r in ranks)}")
     port = topo.link(*link).interface_at(link[0]).name
-    duration = cfg.before_s + cfg.failed_s + cfg.after_s
+    # The generator is stopped after the restore; its own duration is only a safety net.
+    duration = cfg.before_s + cfg.failed_s + cfg.after_s + 60.0
+    import pyroute2  # noqa: F401 (imported now, not while the first failure is due)
+
     reps: list[dict[str, Any]] = []
     results: list[TrafficResult] = []
     models = ""
@@ -203,7 +203,9 @@ def run_convergence(
             assert fault.injected is not None
             _sleep_until(fault.injected.monotonic_ns / 1e9 + cfg.failed_s)
             (fault,) = restore(lab.run, view, target)
-            traffic = gen.finish()
+            assert fault.restore_done is not None
+            _sleep_until(fault.restore_done.monotonic_ns / 1e9 + cfg.after_s)
+            traffic = gen.stop()
         rep = rpt.repetition(i, fault, traffic, affected, controller_timeline(fault))
         reps.append(rep)
         results.append(traffic)

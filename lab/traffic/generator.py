@@ -4,7 +4,8 @@ collective on threads, and writes what it saw as JSON.
 
 Protocol (``python -m lab.traffic.generator``): the spec (JSON, :class:`TrafficSpec`) on
 stdin, then stdin stays open; it prints ``READY <monotonic ns>`` once traffic flows, and
-stops when ``duration_s`` has passed, stdin is closed, or it gets SIGTERM; it writes the
+stops when ``duration_s`` has passed, stdin is closed, it gets SIGTERM, or (with no probe
+flows) the collective has done its iterations; it writes the
 result file and prints ``DONE``. :class:`TrafficGenerator` drives it from the lab.
 """
 
@@ -177,7 +178,11 @@ def run(spec: TrafficSpec, out: Path, stop: threading.Event) -> TrafficResult:
         if coll_run is not None:
             coll_run.start()
         print(f"READY {started}", flush=True)
-        stop.wait(spec.duration_s)
+        deadline = time.monotonic() + spec.duration_s
+        while not stop.is_set() and (left := deadline - time.monotonic()) > 0:
+            if probe is None and coll_run is not None and coll_run.wait(0):
+                break  # a collective alone, done with its iterations
+            stop.wait(min(left, 0.05))
         if coll_run is not None:
             coll_run.stop()
         if probe is not None:

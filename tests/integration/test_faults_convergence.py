@@ -136,3 +136,27 @@ def test_cli_scenario(lab: tuple[RunningLab, Topology], cli: Any, tmp_path: Path
     done = cli("lab", "scenario", str(bad))
     assert done.returncode == 1
     assert f"{bad}:1: [0].fail: no node 'spine9'" in done.stderr
+
+
+@pytest.mark.parametrize("pattern", ["all-reduce", "all-to-all"])
+def test_collective_iterations(
+    lab: tuple[RunningLab, Topology], tmp_path: Path, pattern: str
+) -> None:
+    from lab.convergence import gpu_ranks
+    from lab.traffic.collective import bus_factor
+    from lab.traffic.generator import CollectiveSpec, TrafficGenerator, TrafficSpec
+
+    running, topo = lab
+    netns = {name: info.netns for name, info in running.state.nodes.items()}
+    ranks = gpu_ranks(topo, netns, 4)
+    spec = TrafficSpec(
+        duration_s=20.0, collective=CollectiveSpec(pattern, ranks, 256 * 1024, iterations=2)
+    )
+    with TrafficGenerator(spec, tmp_path / "traffic.json") as gen:
+        result = gen.finish()
+    assert result.collective is not None
+    iterations = result.collective["iterations"]
+    assert [it["index"] for it in iterations] == [0, 1]
+    for it in iterations:
+        assert it["seconds"] > 0
+        assert it["busbw_GBps"] == pytest.approx(it["algbw_GBps"] * bus_factor(pattern, 4))
