@@ -59,6 +59,10 @@ def _stamp(stamp: Stamp | None) -> dict[str, int] | None:
     return None if stamp is None else {"monotonic_ns": stamp.monotonic_ns, "wall_ns": stamp.wall_ns}
 
 
+def _done(stamp: Stamp | None, default: int) -> int:
+    return default if stamp is None else stamp.monotonic_ns
+
+
 def _event(loss: EventLoss) -> dict[str, Any]:
     return {
         "packets_lost": loss.packets_lost,
@@ -84,7 +88,12 @@ def repetition(
     for f in traffic.flows:
         runs = loss_runs(f["sent"], f["seq"], f["send_ns"], f["recv_ns"])
         events, other = attribute(
-            runs, [("failure", fail_at), ("restore", restore_at)], traffic.stopped_ns
+            runs,
+            [
+                ("failure", fail_at, _done(fault.applied, fail_at)),
+                ("restore", restore_at, _done(fault.restore_done, restore_at)),
+            ],
+            traffic.stopped_ns,
         )
         failure = _event(events["failure"])
         window = events["failure"].window_ns

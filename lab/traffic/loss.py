@@ -7,9 +7,10 @@ clock (the stamps), so that the receiver's scheduling does not stretch it; the s
 the receiver's clock (arrival times) is kept too. Packets that arrive late or out of order
 are not lost. A run at the end of the flow that nothing follows never recovered.
 
-Runs are attributed to events (a failure, a restore): to the earliest event that happened
-between the last packet before the run (less a margin: packets in flight when a link dies
-are lost with it) and the first packet after it.
+Runs are attributed to events (a failure, a restore; each from when it began to when it
+was done): to the earliest event that overlaps the span from the last packet before the run
+(less a margin: packets in flight when a link dies are lost with it) to the first packet
+after it.
 """
 
 from __future__ import annotations
@@ -98,26 +99,27 @@ class EventLoss:
 
 def attribute(
     runs: Sequence[LossRun],
-    events: Sequence[tuple[str, int]],
+    events: Sequence[tuple[str, int, int]],
     end_ns: int,
     margin_ns: int = ATTRIBUTION_MARGIN_NS,
 ) -> tuple[dict[str, EventLoss], list[LossRun]]:
-    """Split runs by event (``events``: (name, monotonic ns), any order). Every event gets
+    """Split runs by event (``events``: (name, first ns, last ns): when the event began and
+    when it was done, monotonic; any order). Every event gets
     an entry, also with nothing lost. Runs no event explains are returned apart.
     ``end_ns``: when the flow stopped sending (the end of a run that never recovered)."""
     ordered = sorted(events, key=lambda e: e[1])
-    mine: dict[str, list[LossRun]] = {name: [] for name, _ in ordered}
+    mine: dict[str, list[LossRun]] = {name: [] for name, *_ in ordered}
     other: list[LossRun] = []
     for run in runs:
         lo = (run.before_send_ns if run.before_send_ns is not None else 0) - margin_ns
         hi = run.after_send_ns if run.after_send_ns is not None else end_ns
-        owner = next((name for name, at in ordered if lo <= at <= hi), None)
+        owner = next((name for name, a, b in ordered if a <= hi and lo <= b), None)
         if owner is None:
             other.append(run)
         else:
             mine[owner].append(run)
     out = {}
-    for name, _at in ordered:
+    for name, *_ in ordered:
         got = mine[name]
         if not got:
             out[name] = EventLoss(name, 0, 0, 0, 0, True)

@@ -59,7 +59,9 @@ def test_nothing_arrived_is_one_run() -> None:
 def test_attribution_to_failure_and_restore() -> None:
     lost = {100, 101, 102} | {300}
     runs = loss_runs(400, *flow(400, lost))
-    events, other = attribute(runs, [("failure", 100 * MS), ("restore", 300 * MS)], 400 * MS)
+    events, other = attribute(
+        runs, [("failure", 100 * MS, 100 * MS), ("restore", 300 * MS, 300 * MS)], 400 * MS
+    )
     assert events["failure"].packets_lost == 3
     assert events["failure"].window_ns == 4 * MS
     assert events["failure"].recovered_at_ns == 103 * MS
@@ -70,13 +72,13 @@ def test_attribution_to_failure_and_restore() -> None:
 def test_attribution_margin_catches_packets_in_flight() -> None:
     # Packets sent 2 ms before the failure were still on the link when it died.
     runs = loss_runs(400, *flow(400, {98, 99, 100}))
-    events, _ = attribute(runs, [("failure", 100 * MS + 500_000)], 400 * MS)
+    events, _ = attribute(runs, [("failure", 100 * MS + 500_000, 100 * MS + 500_000)], 400 * MS)
     assert events["failure"].packets_lost == 3
 
 
 def test_background_loss_is_apart_and_unaffected_event_is_zero() -> None:
     runs = loss_runs(400, *flow(400, {10}))
-    events, other = attribute(runs, [("failure", 200 * MS)], 400 * MS)
+    events, other = attribute(runs, [("failure", 200 * MS, 200 * MS)], 400 * MS)
     assert events["failure"].packets_lost == 0 and events["failure"].window_ns == 0
     assert len(other) == 1
 
@@ -84,7 +86,9 @@ def test_background_loss_is_apart_and_unaffected_event_is_zero() -> None:
 def test_unrepaired_failure_spans_until_first_packet_after() -> None:
     lost = set(range(100, 200))  # a gray failure 100..200 ms, nothing repairs it
     runs = loss_runs(300, *flow(300, lost))
-    events, _ = attribute(runs, [("failure", 100 * MS), ("restore", 199 * MS)], 300 * MS)
+    events, _ = attribute(
+        runs, [("failure", 100 * MS, 100 * MS), ("restore", 199 * MS, 199 * MS)], 300 * MS
+    )
     assert events["failure"].packets_lost == 100
     assert events["failure"].window_ns == 101 * MS
     assert events["restore"].packets_lost == 0
@@ -96,3 +100,13 @@ def test_percentile_matches_linear_interpolation() -> None:
     assert percentile(list(map(float, range(101))), 99) == pytest.approx(99.0)
     with pytest.raises(ValueError):
         percentile([], 50)
+
+
+def test_slow_injection_still_owns_its_loss() -> None:
+    # nft took 40 ms to apply: packets flowed until 140 ms, then were lost until restore.
+    runs = loss_runs(400, *flow(400, set(range(140, 300))))
+    events, other = attribute(
+        runs, [("failure", 100 * MS, 140 * MS), ("restore", 300 * MS, 305 * MS)], 400 * MS
+    )
+    assert events["failure"].packets_lost == 160 and events["restore"].packets_lost == 0
+    assert other == []
