@@ -263,6 +263,7 @@ def ping(node: str, dst: str, count: int = 3) -> bool:
 RECEIVER = """
 import socket, sys, time
 s = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)  # a busy machine: never drop here
 s.bind(("::", int(sys.argv[1])))
 s.settimeout(float(sys.argv[2]))
 seen = set()
