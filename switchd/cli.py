@@ -208,6 +208,7 @@ async def _serve(args: argparse.Namespace, ports: dict[int, str]) -> int:
         loop.add_signal_handler(sig, stop.set)
     try:
         await switch.start(args.listen, args.gnmi_listen)
+        _tune_gc()
         log.info(
             "ready: device %d, ports %s, route protocol %d",
             args.device_id,
@@ -220,6 +221,24 @@ async def _serve(args: argparse.Namespace, ports: dict[int, str]) -> int:
         await switch.stop()
         dataplane.stop()
     return 0
+
+
+GC_THRESHOLDS = (50_000, 20, 10)
+"""The cyclic GC's thresholds in the switchd process. The default (700, 10, 10) collects
+every few hundred entries written, and the older generations hold every entry's record:
+at 50,000 entries the collector took 5-10 us of the ~45 us of Python an entry costs. A
+write's objects die young, without cycles; a larger first threshold lets them go before
+the collector ever looks at them."""
+
+
+def _tune_gc() -> None:
+    """Once started: leave what was imported and set up out of every later collection
+    (gc.freeze), and collect less often."""
+    import gc
+
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(*GC_THRESHOLDS)
 
 
 def main(argv: list[str] | None = None) -> int:

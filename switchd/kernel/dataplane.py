@@ -268,8 +268,13 @@ class KernelDataplane:
         self._ports_view = None
 
     def _link_deps(self, key: RKey, record: Record) -> None:
+        rdeps = self.rdeps
         for dep in dependencies(record):
-            self.rdeps.setdefault(dep, set()).add(key)
+            users = rdeps.get(dep)
+            if users is None:
+                rdeps[dep] = {key}
+            else:
+                users.add(key)
 
     def _unlink_deps(self, key: RKey, record: Record) -> None:
         for dep in dependencies(record):
@@ -340,19 +345,19 @@ class KernelDataplane:
         assert self.schema is not None
         entity = change.after if change.after is not None else change.before
         assert entity is not None
-        if _is_default_reset(entity):
-            return  # the kernel's "default action" is srv6.p4's: a miss falls through
-        record = decode(self.schema, entity)
-        if change.kind is not ChangeKind.DELETE:
+        try:
+            record = decode(self.schema, entity)
+        except DataplaneError:
+            if _is_default_reset(entity):
+                return  # the kernel's "default action" is srv6.p4's: a miss falls through
+            raise
+        deleting = change.kind is ChangeKind.DELETE
+        if not deleting:
             self._check(record)
         key = record_key(record)
-        self._set_record(key, None if change.kind is ChangeKind.DELETE else record, journal)
+        self._set_record(key, None if deleting else record, journal)
         self._rerender(key, journal)
-        if (
-            isinstance(record, SegmentList)
-            and change.kind is not ChangeKind.DELETE
-            and self.tunnel_source != record.src
-        ):
+        if not deleting and isinstance(record, SegmentList) and self.tunnel_source != record.src:
             journal.tunnel_source = record.src
 
     def _check(self, record: Record) -> None:

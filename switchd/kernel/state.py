@@ -17,6 +17,9 @@ from finsy.proto import p4r
 from switchd.dataplane import DataplaneError
 from switchd.kernel.schema import Schema
 
+_ntop = socket.inet_ntop
+_AF_INET6 = socket.AF_INET6
+
 MAX_ID = 0x0FFF_FFFF
 """Member and group ids must fit the kernel nexthop id ranges (see render.py)."""
 
@@ -29,7 +32,7 @@ class Prefix(NamedTuple):
     length: int
 
     def __str__(self) -> str:
-        return f"{socket.inet_ntop(socket.AF_INET6, self.value.to_bytes(16, 'big'))}/{self.length}"
+        return f"{_ntop(_AF_INET6, self.value.to_bytes(16, 'big'))}/{self.length}"
 
     @classmethod
     def parse(cls, text: str) -> Prefix:

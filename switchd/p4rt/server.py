@@ -722,8 +722,12 @@ class _Batch:
         return 0
 
     def _conflicts(self, v: Validated) -> bool:
-        if v.key in self.touched or any(r in self.touched for r in v.refs):
+        touched = self.touched
+        if v.key in touched:
             return True
+        for ref in v.refs:
+            if ref in touched:
+                return True
         kind, owner, _ = v.key
         deleting = v.change.after is None
         return deleting and kind in ("member", "group") and owner in self.ref_profiles
@@ -740,6 +744,8 @@ class _Batch:
 
     @staticmethod
     def _results(changes: list[Change], outcome: Any) -> list[P4RuntimeError | None]:
+        if isinstance(outcome, list) and len(outcome) == len(changes) and not any(outcome):
+            return [None] * len(changes)  # all applied (errors are never falsy)
         if isinstance(outcome, BaseException):
             log.error(
                 "the data plane failed on a batch of %d changes",

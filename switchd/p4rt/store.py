@@ -118,7 +118,7 @@ class EntityStore:
                 entries.pop(ident, None)
             else:
                 entries[ident] = change.after.SerializeToString()
-            if change.before is None or change.after is None:
+            if self._counter_base and (change.before is None or change.after is None):
                 self._counter_base.pop((owner, ident), None)
         elif kind == "default":
             if change.after is None or change.after == self.initial_default_entry(owner):

@@ -263,7 +263,7 @@ class P4InfoIndex:
 # -- validation results ---------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Validated:
     """An update that passed validation: the change for the data plane, the key it has in
     the store, and the keys of the stored entities it refers to (members, groups)."""
@@ -329,7 +329,7 @@ class Validator:
     ) -> Validated:
         """Validate a table entry write. ``entity`` is the Entity that holds ``te``: when
         ``te`` is already canonical it is stored as it is, without a copy."""
-        table = self.index.table(te.table_id)
+        table = self.index.tables.get(te.table_id) or self.index.table(te.table_id)
         if te.is_const:
             raise invalid(f"table {table.name}: is_const must be false in a write")
         if te.is_default_action:
