@@ -23,7 +23,7 @@ import logging
 import os
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -156,6 +156,7 @@ class ControllerService:
         self.apply_timeout = apply_timeout
         self.intents: dict[str, Intent] = {}
         self.down: set[LinkKey] = set()
+        self.down_reasons: dict[LinkKey, set[str]] = {}
         self.version = 0
         self.live = LiveGraph(topo.graph)
         self.solution: Solution = solve(topo, self.live, [])
@@ -280,28 +281,55 @@ class ControllerService:
         link = self.topo.link(x, y) if y is not None else self.topo.link(*x.split("-", 1))
         return frozenset(link.ends())
 
-    async def link_changed(self, link: LinkKey, up: bool, source: str) -> bool:
+    async def link_changed(
+        self, link: LinkKey, up: bool, source: str, reason: str = "port"
+    ) -> bool:
         """A link went down or came back (deduplicated: False if nothing changed)."""
-        name = "-".join(sorted(link))
-        self.metrics.link_events.labels(source.split(maxsplit=1)[0], "up" if up else "down").inc()
-        if up == (link not in self.down):
+        return await self.links_changed([link], up, source, reason)
+
+    async def links_changed(
+        self, links: Iterable[LinkKey], up: bool, source: str, reason: str = "port"
+    ) -> bool:
+        """Links went down or came back for ``reason`` (``port``: a port's status;
+        ``probe``: the controller's path probes). A link is down while any reason holds.
+        False if nothing changed."""
+        kind = source.split(maxsplit=1)[0]
+        changed: list[LinkKey] = []
+        for link in links:
+            self.metrics.link_events.labels(kind, "up" if up else "down").inc()
+            reasons = self.down_reasons.setdefault(link, set())
+            was_down = bool(reasons)
+            if up:
+                reasons.discard(reason)
+            else:
+                reasons.add(reason)
+            if not reasons:
+                del self.down_reasons[link]
+            if was_down != bool(reasons):
+                changed.append(link)
+        if not changed:
             return False
         seen = time.monotonic_ns()
-        self.events.publish(Event("link", name, "up" if up else "down", f"from {source}"))
+        name = ", ".join("-".join(sorted(k)) for k in changed)
+        for link in changed:
+            self.events.publish(
+                Event("link", "-".join(sorted(link)), "up" if up else "down", f"from {source}")
+            )
         LOG.info("link %s %s (%s)", name, "up" if up else "down", source)
         async with self._lock:
             if up:
-                self.down.discard(link)
+                self.down.difference_update(changed)
                 version = self._recompute(f"link {name} up")
                 await self.wait_applied(version)
                 return True
-            self.down.add(link)
+            self.down.update(changed)
             timeline = Timeline(name, source, seen)
             self.timelines.append(timeline)
             self.live = LiveGraph(self.topo.graph, [pair(k) for k in self.down])
-            # 1. make-before-break to the precomputed backups: only ingress entries change
-            affected = self.solution.affected(link)
-            rules = fast_reroute(self.topo, self.solution, [link]) if affected else {}
+            # 1. make-before-break to what survives (other lists, precomputed backups):
+            #    only the affected policies' ingress entries change
+            affected = frozenset().union(*(self.solution.affected(k) for k in changed))
+            rules = fast_reroute(self.topo, self.solution, changed) if affected else {}
             if rules:
                 timeline.computed_ns = time.monotonic_ns()
                 version = self._push({n: entities(r) for n, r in rules.items()}, only=True)
