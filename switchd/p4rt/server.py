@@ -620,7 +620,10 @@ class _Batch:
     Runs are pipelined: a run goes to the data plane in chunks of :data:`PIPELINE_CHUNK`
     updates, and while the kernel applies one chunk (on the data plane's thread) the next is
     validated. A chunk in flight is part of the run: "touched" covers it, and its results are
-    committed to the store, in order, before the next chunk goes out.
+    committed to the store, in order, before the next chunk goes out. Only the time ``ip``
+    itself takes overlaps: the data plane's rendering is Python too and takes turns with
+    validation under the GIL (measured with bench/switchd_write.py: within the noise of the
+    shared 2-core lab machine, against one data plane call per run).
 
     CONTINUE_ON_ERROR (default): every update is attempted; each gets its own result.
     ROLLBACK_ON_ERROR (``rollback``): at the first failure the remaining updates are not
