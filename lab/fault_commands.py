@@ -18,11 +18,11 @@ failure kinds:
   gray     the link stays up and silently drops everything (nftables netdev ingress,
            both ends): invisible to netlink
   switch   the switch dies: every port of X set down, its neighbours see carrier loss
-           (switchd keeps running and re-installs its state when the ports return;
-           on BMv2 labs the BMv2 process is frozen instead)
+           (switchd keeps running and re-installs its state when the ports return)
 
-On BMv2 labs, BMv2's own ports are never set down (behavioral-model #1215): the far end
-(a host's NIC) is failed instead.
+On BMv2 labs, BMv2's own interfaces are never set down (behavioral-model #1215): BMv2 reads
+a patch veth bridged to each lab port; a failure downs the lab port and the patch veth's far
+end, so BMv2 sees carrier loss.
 """
 
 _SCENARIO_HELP = """\

@@ -14,15 +14,16 @@ Failure kinds (issue #5; what each one models is part of every report):
     policy drop on both ends, in the nodes' namespaces. Nothing on netlink says so.
 ``switch``
     The switch dies: every one of its ports is set down inside its namespace, so all its
-    neighbours see carrier loss at once. Its switchd keeps running (a dead data plane, not
-    a dead agent: the P4Runtime state stays the truth and switchd re-installs it into the
-    kernel when the ports return). On BMv2 labs the BMv2 process is frozen (SIGSTOP)
-    instead, since BMv2 must never see its own interfaces set down.
+    neighbours see carrier loss at once. Its switchd (or BMv2) keeps running (a dead data
+    plane, not a dead agent: the P4Runtime state stays the truth and switchd re-installs it
+    into the kernel when the ports return).
 
-BMv2 (behavioral-model #1215) freezes when its own interface goes down, so on a BMv2 lab
-admin and carrier failures act on the far end only (the host's NIC of an access link); a
-link between two BMv2 switches has no such end and is refused, as is gray on a BMv2 port
-(BMv2 reads packets with pcap, before any netdev ingress hook).
+BMv2 (behavioral-model #1215) freezes when its own interface goes down: its one packet
+thread waits on that interface until a packet arrives there. BMv2 labs therefore patch every
+lab port to BMv2 through a bridge and a veth pair (lab.switchd_nodes.Bmv2PortPatch); failing
+a BMv2 end sets the lab port down (the controller sees it, as on a kernel switch) and the
+patch veth's far end down (BMv2's port loses carrier, its watch ports react), never BMv2's
+own interface. Gray drops at the lab port, before the bridge and so before BMv2's pcap.
 
 Restoring undoes exactly what was done, re-adds the plan's link-local address of every
 port that was set down (a port with ``addrgenmode none`` loses it on down/up, and the
@@ -184,35 +185,20 @@ def plan(view: LabView, kind: str, target: Sequence[str]) -> Fault:
         raise LabError(f"no link between {x} and {y} in topology {topo.name}") from None
     ends = (link.interface_at(x), link.interface_at(y))
     if kind == "gray":
-        for end in ends:
-            if view.is_bmv2_switch(end.node):
-                raise LabError(
-                    f"gray failure of {x}-{y}: {end.node} is a BMv2 switch, which reads its "
-                    "ports with pcap before any nftables hook; gray failures need kernel ends"
-                )
         actions = tuple(_action(view, "gray", end) for end in ends)
         return Fault("gray", (x, y), actions, f"{x}-{y} stays up and drops every packet")
     if kind == "admin":
-        downs = [end for end in ends if not view.is_bmv2_switch(end.node)]
-        if not downs:
-            raise _bmv2_refusal(x, y)
-        actions = tuple(_action(view, "down", end) for end in downs)
-        if len(downs) == 2:
-            models = f"both ends of {x}-{y} administratively down"
-        else:
-            far = downs[0]
-            models = f"{far.endpoint} administratively down (BMv2 end kept up, #1215)"
+        actions = tuple(a for end in ends for a in _down_actions(view, end))
+        models = f"both ends of {x}-{y} administratively down"
+        if any(view.is_bmv2_switch(end.node) for end in ends):
+            models += " (BMv2 ports lose carrier behind their patch, #1215)"
         return Fault("admin", (x, y), actions, models)
     # carrier: Y's end goes down, X sees carrier loss.
     down, sees = ends[1], ends[0]
-    if view.is_bmv2_switch(down.node):
-        down, sees = ends[0], ends[1]
-        if view.is_bmv2_switch(down.node):
-            raise _bmv2_refusal(x, y)
     return Fault(
         "carrier",
         (x, y),
-        (_action(view, "down", down),),
+        _down_actions(view, down),
         f"{down.endpoint} set down; {sees.endpoint} sees carrier loss",
     )
 
@@ -221,14 +207,7 @@ def _plan_switch(view: LabView, name: str) -> Fault:
     topo = view.topology
     if not topo.is_switch(name):
         raise LabError(f"--kind switch needs a switch; {name} is a host")
-    if view.switch_kind == "bmv2":
-        return Fault(
-            "switch",
-            (name,),
-            (PortAction("freeze", name, view.netns(name)),),
-            f"BMv2 of {name} frozen (SIGSTOP): it forwards nothing, its ports stay up",
-        )
-    actions = tuple(_action(view, "down", i) for i in topo.interfaces_of(name))
+    actions = tuple(a for i in topo.interfaces_of(name) for a in _down_actions(view, i))
     return Fault(
         "switch",
         (name,),
@@ -237,11 +216,15 @@ def _plan_switch(view: LabView, name: str) -> Fault:
     )
 
 
-def _bmv2_refusal(x: str, y: str) -> LabError:
-    return LabError(
-        f"{x}-{y} joins two BMv2 switches; BMv2 freezes when its own interface is set down "
-        "(behavioral-model #1215), and this link has no other end to fail"
-    )
+def _down_actions(view: LabView, end: Interface) -> tuple[PortAction, ...]:
+    """Set a link end down; on a BMv2 switch also the far end of BMv2's patch veth."""
+    port = _action(view, "down", end)
+    if not view.is_bmv2_switch(end.node):
+        return (port,)
+    from lab.switchd_nodes import bmv2_port_patch
+
+    peer = PortAction("down", end.node, view.netns(end.node), bmv2_port_patch(end.port).peer)
+    return (port, peer)
 
 
 def _action(view: LabView, action: ActionKind, end: Interface) -> PortAction:
@@ -336,6 +319,8 @@ def undo(fault: Fault, wait: bool = True) -> Fault:
             ]
         )
         for action, ipr, index in indexes:
+            if not action.link_local:
+                continue  # a BMv2 patch veth: it never had an address
             ipr.addr(
                 "replace",
                 index=index,

@@ -200,14 +200,50 @@ class Bmv2Switch(Switch):  # type: ignore[misc]
         )
 
     def start(self, controllers: Sequence[Any]) -> None:
-        ports = [intf.name for intf in self.intfList() if intf.name != "lo"]
-        if ports:
-            run_commands(
-                self, [f"ip link set dev {port} up" for port in ports], f"starting {self.name}"
+        """Put a patch between every lab port and BMv2 (see
+        lab.switchd_nodes.Bmv2PortPatch): BMv2's veth takes the port's plan MAC and
+        link-local (the namespace's kernel answers neighbour discovery there, BMv2 sees the
+        same frames), the lab port gets a MAC of its own (a bridge delivers frames for its
+        ports' MACs locally instead of forwarding them) and joins a bridge with BMv2's peer
+        veth."""
+        commands = []
+        for intf in self.intfList():
+            if intf.name == "lo":
+                continue
+            commands += bmv2_patch_commands(
+                intf.name, self.ports[intf], intf.mac, getattr(intf, "link_local", None)
             )
+        if commands:
+            run_commands(self, commands, f"starting {self.name}")
 
     def stop(self, deleteIntfs: bool = True) -> None:
         super().stop(deleteIntfs)
+
+
+def bmv2_patch_commands(port: str, number: int, mac: str, link_local: str | None) -> list[str]:
+    """The ip commands that patch lab port ``port`` (BMv2 port ``number``) to BMv2."""
+    from lab.switchd_nodes import bmv2_port_patch
+
+    patch = bmv2_port_patch(number)
+    octets = mac.split(":")
+    # The same plan MAC with another locally administered first octet (02 -> 06).
+    own_mac = ":".join([f"{int(octets[0], 16) ^ 0x04:02x}", *octets[1:]])
+    commands = [
+        f"ip link add {patch.bridge} type bridge stp_state 0 forward_delay 0 mcast_snooping 0",
+        f"ip link add {patch.bmv2} address {mac} type veth peer name {patch.peer}",
+        f"ip link set dev {patch.bmv2} addrgenmode none",
+        f"ip link set dev {patch.peer} addrgenmode none",
+        f"ip link set dev {patch.bridge} addrgenmode none",
+        f"ip link set dev {port} address {own_mac}",
+        f"ip link set dev {port} master {patch.bridge}",
+        f"ip link set dev {patch.peer} master {patch.bridge}",
+    ]
+    if link_local:
+        commands.append(f"ip -6 addr replace {link_local}/64 dev {patch.bmv2} nodad")
+    commands += [
+        f"ip link set dev {name} up" for name in (patch.bridge, patch.peer, patch.bmv2, port)
+    ]
+    return commands
 
 
 SWITCH_KINDS: dict[str, type[Any]] = {"kernel": KernelSwitch, "bmv2": Bmv2Switch}

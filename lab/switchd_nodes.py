@@ -33,6 +33,25 @@ SWITCHES_FILE = "switches.json"
 
 
 @dataclass(frozen=True, slots=True)
+class Bmv2PortPatch:
+    """The interfaces that stand between BMv2 and one lab port inside a BMv2 switch's
+    namespace. BMv2 (pcap) reads ``bmv2``, a veth whose peer ``peer`` is bridged (``bridge``)
+    with the lab port. So a failure sets the lab port down (what the controller's netlink
+    sees, as on a kernel switch) and ``peer`` down (BMv2's port loses carrier: its watch
+    ports react), and BMv2's own interface is never set down: that freezes BMv2's packet
+    thread until a packet arrives on it (behavioral-model #1215, reproduced here)."""
+
+    bmv2: str
+    peer: str
+    bridge: str
+
+
+def bmv2_port_patch(port: int | str) -> Bmv2PortPatch:
+    """The patch interfaces of BMv2 port ``port`` (names are unique per namespace)."""
+    return Bmv2PortPatch(f"bm{port}", f"bx{port}", f"br{port}")
+
+
+@dataclass(frozen=True, slots=True)
 class SwitchEndpoint:
     name: str
     kind: str
@@ -105,8 +124,9 @@ def start_switchd(node: Any, endpoint: SwitchEndpoint) -> subprocess.Popen[bytes
 
 def start_bmv2(endpoint: SwitchEndpoint) -> subprocess.Popen[bytes]:
     """Start simple_switch_grpc with no program (the controller pushes srv6.json) in the
-    switch's namespace. Through ``ip netns exec``, which mounts the namespace's own sysfs:
-    BMv2 reads its ports' state there and forwards nothing when it sees the host's."""
+    switch's namespace, on each port's patch interface (:class:`Bmv2PortPatch`). Through
+    ``ip netns exec``, which mounts the namespace's own sysfs: BMv2 reads its ports' state
+    there and forwards nothing when it sees the host's."""
     from lab.nodes import bmv2_binary
 
     log = Path(endpoint.log)
@@ -117,7 +137,7 @@ def start_bmv2(endpoint: SwitchEndpoint) -> subprocess.Popen[bytes]:
         "--thrift-port", "9090",  # its own namespace: no clash with other switches
         "--log-file", str(base), "--log-flush",
         "--notifications-addr", f"ipc://{base}.notifications.ipc",
-        *(arg for p, n in endpoint.ports.items() for arg in ("-i", f"{p}@{n}")),
+        *(arg for p in endpoint.ports for arg in ("-i", f"{p}@{bmv2_port_patch(p).bmv2}")),
         "--", "--grpc-server-addr", endpoint.p4runtime,
     ]  # fmt: skip
     with log.open("ab") as out:
