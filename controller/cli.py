@@ -69,6 +69,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     paths.set_defaults(func=_paths)
     _register_controller(sub)
     _register_intent(sub)
+    from controller.analysis.cli import register as register_analyze
+
+    register_analyze(sub)
 
 
 def _register_controller(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
