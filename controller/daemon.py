@@ -101,6 +101,11 @@ def add_run_arguments(p: argparse.ArgumentParser) -> None:
         help="damp flaps: a link that comes back up is used again only after it stayed up "
         "this long (default 0; never delays the reaction to a link going down)",
     )  # fmt: skip
+    p.add_argument(
+        "--probe-interval", type=float, default=10.0, metavar="MS",
+        help="send a probe through every steered SRv6 path this often, to find gray "
+        "failures (default 10 ms; 0 turns probes off; kernel switches only)",
+    )  # fmt: skip
     p.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
     p.add_argument("--log-format", default="text", choices=("text", "json"))
     p.add_argument("--log-file", metavar="FILE", help="log here instead of stderr")
@@ -166,6 +171,12 @@ async def _main(  # noqa: PLR0917
     http = await serve(service.metrics, *metrics_at) if metrics_at else None
     watcher = LinkWatcher(service, inventory, mode=args.link_events, hold_down=args.hold_down)
     await watcher.start()
+    prober = None
+    if args.probe_interval > 0:
+        from controller.probing import PathProber
+
+        prober = PathProber(service, inventory, interval=args.probe_interval / 1000)
+        await prober.start()
     LOG.info(
         "controller up: topology %s, %d switches from %s, API on %s%s, %d intents",
         topo.name, len(switches), inventory, args.listen,
@@ -189,6 +200,8 @@ async def _main(  # noqa: PLR0917
             )  # fmt: skip
     LOG.info("stopping (signal)")
     await watcher.stop()
+    if prober is not None:
+        await prober.stop()
     await stop_api(api)
     if http is not None:
         http.close()

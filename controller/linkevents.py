@@ -17,17 +17,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ctypes
 import json
 import logging
-import os
 import socket
 import struct
-import threading
 from pathlib import Path
 from typing import Any
 
 from controller.intents.engine import LinkKey
+from controller.netns import socket_in
 
 LOG = logging.getLogger("srv6lab.linkevents")
 IFF_UP = 0x1
@@ -196,39 +194,19 @@ RTMGRP_LINK = 0x1
 RTM_NEWLINK, RTM_GETLINK, NLMSG_DONE = 16, 18, 3
 NLM_F_REQUEST, NLM_F_DUMP = 0x1, 0x300
 IFLA_IFNAME = 3
-CLONE_NEWNET = 0x40000000
 _NLMSG = struct.Struct("=IHHII")
 _IFINFO = struct.Struct("=BxHiII")
 _RTA = struct.Struct("=HH")
 
 
 def _netlink_socket_in(netns: str) -> socket.socket:
-    """A NETLINK_ROUTE socket bound to RTMGRP_LINK inside ``netns``: created by a fresh
-    thread that enters the namespace (setns), so the controller never forks and its own
-    threads never change namespace. A socket keeps the namespace it was made in."""
-    result: list[socket.socket | BaseException] = []
+    """A NETLINK_ROUTE socket bound to RTMGRP_LINK inside ``netns``."""
 
-    def enter() -> None:
-        try:
-            libc = ctypes.CDLL(None, use_errno=True)
-            with open(f"/run/netns/{netns}", "rb") as f:
-                if libc.setns(f.fileno(), CLONE_NEWNET) != 0:
-                    err = ctypes.get_errno()
-                    raise OSError(err, f"setns {netns}: {os.strerror(err)}")
-            sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, socket.NETLINK_ROUTE)
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
-            sock.bind((0, RTMGRP_LINK))
-            result.append(sock)
-        except BaseException as exc:
-            result.append(exc)
+    def bind(sock: socket.socket) -> None:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
+        sock.bind((0, RTMGRP_LINK))
 
-    thread = threading.Thread(target=enter, name=f"netns-{netns}")
-    thread.start()
-    thread.join()
-    out = result[0]
-    if isinstance(out, BaseException):
-        raise out
-    return out
+    return socket_in(netns, socket.AF_NETLINK, socket.SOCK_RAW, socket.NETLINK_ROUTE, bind)
 
 
 def _dump_request() -> bytes:

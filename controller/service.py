@@ -219,6 +219,12 @@ class ControllerService:
             )
         return state
 
+    def busy(self) -> bool:
+        """A connected switch is still being written to the current version."""
+        return any(
+            s.role == "primary" and s.synced_version < self.version for s in self.sessions.values()
+        )
+
     def waiting_switches(self) -> list[str]:
         """Switches that do not hold the current version (disconnected, or still writing)."""
         return sorted(n for n, s in self.sessions.items() if s.synced_version < self.version)

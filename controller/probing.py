@@ -1,0 +1,516 @@
+"""Path probes: gray failures (a link that stays up and silently drops) are invisible to
+gNMI and netlink, so the controller sends its own probes through every SRv6 path it
+steers traffic on, and treats a path that stops answering like a down link.
+
+Every ``interval`` a probe goes through each headend policy's segment lists: built here
+as the headend would build it (outer IPv6 from the ingress's tunnel source to the first
+SID, an SRH when the list has several SIDs, inner IPv6 toward an unused address of the
+destination's prefix, UDP port 6635, stamped with target id, sequence number and send
+time), sent from a raw socket inside the ingress switch's namespace, so the switch's own
+forwarding carries it. It is seen leaving the egress switch's port toward the
+destination host, decapsulated (a packet socket with a BPF filter inside the egress
+switch's namespace); the host drops it. A path that misses ``miss`` probes in a row after
+answering on the current state (all switches written; a path is judged again only after
+it answered once since the last change, so the loss of a reconfiguration is never taken
+for a failure) has failed: its fabric links that no healthy path vouches for are
+reported down at once (reason ``probe``); the controller's fast reroute and recompute
+follow, as for a port going down.
+
+A failed segment list cannot say which link failed, nor when it is back: after the
+reroute the same SIDs may be forwarded around the link. So every suspect link is then
+checked on its own, with ICMPv6 echo between the link-local addresses of its two ends
+(from a raw socket in one end's namespace, scoped to the port: routing plays no part, and
+a gray link drops the request or the reply). A suspect that answers ``recover`` echoes in a
+row is reported up again (the innocent ones within a few intervals; the failed one when
+it is repaired).
+
+Needs the switch's data plane in its namespace: kernel switches (switchd). A BMv2
+switch's namespace is not its pipeline, so BMv2 labs are not probed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ipaddress
+import itertools
+import json
+import logging
+import os
+import socket
+import struct
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from controller.compiler import tunnel_source
+from controller.intents.engine import LinkKey
+from controller.netns import socket_in
+
+LOG = logging.getLogger("srv6lab.probing")
+PORT = 6635
+MAGIC = b"S6PR"
+ETH_P_IPV6 = 0x86DD
+ETH_P_ALL = 0x0003
+SO_ATTACH_FILTER = 26
+_STAMP = struct.Struct("!4sIIQ")
+
+# classic BPF: IPv6, next header UDP, destination port 6635 (Ethernet + fixed IPv6 header)
+_BPF = [
+    (0x28, 0, 0, 12),  # ldh [12]          ethertype
+    (0x15, 0, 5, ETH_P_IPV6),  # jeq #0x86dd
+    (0x30, 0, 0, 20),  # ldb [20]          IPv6 next header
+    (0x15, 0, 3, 17),  # jeq #17 (UDP)
+    (0x28, 0, 0, 56),  # ldh [56]          UDP destination port
+    (0x15, 0, 1, PORT),  # jeq #6635
+    (0x06, 0, 0, 0xFFFF),  # ret: accept
+    (0x06, 0, 0, 0),  # ret: drop
+]
+
+
+@dataclass
+class Target:
+    """One segment list of one policy, probed."""
+
+    id: int
+    ingress: str
+    egress: str
+    port: str
+    """The egress switch's port toward the destination host."""
+    src: ipaddress.IPv6Address
+    dst: ipaddress.IPv6Address
+    """An unused address of the destination's prefix (the inner destination)."""
+    sids: tuple[ipaddress.IPv6Address, ...]
+    links: frozenset[LinkKey]
+    """Fabric links of the path (not the hosts' access links)."""
+    seq: int = 0
+    last_rx: int = -1
+    answered: bool = False
+    failed: bool = False
+    streak: int = 0
+    active: bool = True
+    """Still in the solution (a failed target is kept, inactive, until it recovers)."""
+    rtt_ns: list[int] = field(default_factory=list)
+
+    @property
+    def key(self) -> tuple[str, str, tuple[ipaddress.IPv6Address, ...]]:
+        return (self.ingress, str(self.dst), self.sids)
+
+    def __str__(self) -> str:
+        return f"{self.ingress}->{self.egress} via {' '.join(map(str, self.sids))}"
+
+
+def _checksum(data: bytes) -> int:
+    if len(data) % 2:
+        data += b"\0"
+    total: int = sum(struct.unpack(f"!{len(data) // 2}H", data))
+    while total >> 16:
+        total = (total & 0xFFFF) + (total >> 16)
+    return ~total & 0xFFFF
+
+
+def build_probe(target: Target, seq: int, now_ns: int) -> bytes:
+    """Outer IPv6 (+ SRH) + inner IPv6 + UDP + stamp, as H.Encaps would build it."""
+    payload = _STAMP.pack(MAGIC, target.id, seq, now_ns)
+    udp_len = 8 + len(payload)
+    pseudo = (
+        target.src.packed + target.dst.packed + struct.pack("!IxxxB", udp_len, 17)
+    )  # RFC 8200 section 8.1
+    udp = struct.pack("!HHHH", PORT, PORT, udp_len, 0) + payload
+    csum = _checksum(pseudo + udp) or 0xFFFF
+    udp = udp[:6] + struct.pack("!H", csum) + udp[8:]
+    flow = target.id & 0xFFFFF
+    inner = (
+        struct.pack("!IHBB", 0x60000000 | flow, len(udp), 17, 64)
+        + target.src.packed
+        + target.dst.packed
+        + udp
+    )
+    sids = target.sids
+    if len(sids) > 1:
+        n = len(sids)
+        srh = struct.pack("!BBBBBBH", 41, 2 * n, 4, n - 1, n - 1, 0, 0) + b"".join(
+            s.packed for s in reversed(sids)
+        )
+        body, nh = srh + inner, 43
+    else:
+        body, nh = inner, 41
+    outer = struct.pack("!IHBB", 0x60000000 | flow, len(body), nh, 64)
+    return outer + target.src.packed + sids[0].packed + body
+
+
+def parse_probe(frame: bytes) -> tuple[int, int, int] | None:
+    """(target id, seq, send ns) of a decapsulated probe frame (Ethernet + IPv6 + UDP)."""
+    start = 14 + 40 + 8
+    if len(frame) < start + _STAMP.size:
+        return None
+    magic, target, seq, sent = _STAMP.unpack_from(frame, start)
+    return (target, seq, sent) if magic == MAGIC else None
+
+
+class PathProber:
+    def __init__(
+        self,
+        service: Any,
+        inventory: Path,
+        *,
+        interval: float = 0.01,
+        miss: int = 3,
+        recover: int = 5,
+    ) -> None:
+        self.service = service
+        self.interval = interval
+        self.miss = miss
+        self.recover = recover
+        try:
+            raw = json.loads(inventory.read_text()).get("switches", [])
+        except (OSError, ValueError):
+            raw = []
+        self.netns: dict[str, str] = {
+            s["name"]: s["netns"]
+            for s in raw
+            if isinstance(s, dict) and s.get("netns") and s.get("kind", "kernel") == "kernel"
+        }
+        self.targets: dict[tuple[Any, ...], Target] = {}
+        self.by_id: dict[int, Target] = {}
+        self._next_id = 1
+        self._senders: dict[str, socket.socket] = {}
+        self._receivers: dict[tuple[str, str], socket.socket] = {}
+        self._task: asyncio.Task[None] | None = None
+        self._solution: Any = None
+        self._pending: set[asyncio.Task[None]] = set()
+        self.checks: dict[LinkKey, LinkCheck] = {}
+        self._icmp: dict[str, socket.socket] = {}
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        if not self.netns:
+            LOG.info("path probes off: no kernel switch namespaces in the inventory")
+            return
+        self._task = asyncio.create_task(self._run(), name="path-prober")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._task
+            self._task = None
+        for task in list(self._pending):
+            task.cancel()
+        loop = asyncio.get_running_loop()
+        for sock in self._receivers.values():
+            loop.remove_reader(sock.fileno())
+            sock.close()
+        for sock in self._icmp.values():
+            loop.remove_reader(sock.fileno())
+            sock.close()
+        for sock in self._senders.values():
+            sock.close()
+        self._receivers.clear()
+        self._senders.clear()
+
+    # -- targets -----------------------------------------------------------------------------
+
+    def _refresh(self) -> None:
+        solution = self.service.solution
+        if solution is self._solution:
+            return
+        self._solution = solution
+        # every path may have moved (new SIDs, or the fabric between them): a target is
+        # judged again only once it has answered on the new state
+        for target in self.targets.values():
+            target.answered = False
+        topo = self.service.topo
+        wanted: set[tuple[Any, ...]] = set()
+        for policy in solution.policies:
+            ingress = policy.key[0]
+            if ingress not in self.netns:
+                continue
+            for steered in policy.lists:
+                egress, host = steered.path.nodes[-2], steered.path.nodes[-1]
+                if egress not in self.netns:
+                    continue
+                dst = policy.key[1].network_address + 0x5EAD
+                sids = tuple(steered.segments.sids)
+                key = (ingress, str(dst), sids)
+                wanted.add(key)
+                if key in self.targets:
+                    self.targets[key].active = True
+                    continue
+                access = {frozenset(steered.path.nodes[:2]), frozenset(steered.path.nodes[-2:])}
+                target = Target(
+                    self._next_id,
+                    ingress,
+                    egress,
+                    topo.link(egress, host).interface_at(egress).name,
+                    tunnel_source(topo, ingress),
+                    dst,
+                    sids,
+                    frozenset(steered.links - access),
+                )
+                self._next_id += 1
+                self.targets[key] = target
+                self.by_id[target.id] = target
+        for key, target in list(self.targets.items()):
+            if key not in wanted:
+                if target.failed:
+                    target.active = False  # keep probing until it recovers
+                else:
+                    del self.targets[key]
+                    del self.by_id[target.id]
+
+    def _sender(self, switch: str) -> socket.socket:
+        sock = self._senders.get(switch)
+        if sock is None:
+            sock = socket_in(
+                self.netns[switch], socket.AF_INET6, socket.SOCK_RAW, socket.IPPROTO_RAW
+            )
+            sock.setblocking(False)
+            self._senders[switch] = sock
+        return sock
+
+    def _receiver(self, switch: str, port: str) -> None:
+        if (switch, port) in self._receivers:
+            return
+
+        def setup(sock: socket.socket) -> None:
+            program = b"".join(struct.pack("HBBI", *insn) for insn in _BPF)
+            buf = ctypes_buffer(program)
+            fprog = struct.pack("HL", len(_BPF), buf[1])
+            sock.setsockopt(socket.SOL_SOCKET, SO_ATTACH_FILTER, fprog)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
+            sock.bind((port, ETH_P_ALL))
+
+        # ETH_P_ALL: only "all protocols" packet sockets see outgoing frames
+        sock = socket_in(
+            self.netns[switch], socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ALL), setup
+        )
+        sock.setblocking(False)
+        asyncio.get_running_loop().add_reader(sock.fileno(), self._readable, sock)
+        self._receivers[(switch, port)] = sock
+
+    def _readable(self, sock: socket.socket) -> None:
+        now = time.monotonic_ns()
+        while True:
+            try:
+                frame = sock.recv(2048)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:
+                LOG.warning("probe receiver: %s", exc)
+                return
+            parsed = parse_probe(frame)
+            if parsed is None:
+                continue
+            target = self.by_id.get(parsed[0])
+            if target is None or parsed[1] <= target.last_rx:
+                continue
+            target.last_rx = parsed[1]
+            target.answered = True
+            target.streak += 1
+            target.rtt_ns.append(now - parsed[2])
+            del target.rtt_ns[:-50]
+            if target.failed and target.streak >= self.recover:
+                target.failed = False
+                self._spawn(self._recovered(target))
+
+    # -- the loop ----------------------------------------------------------------------------
+
+    async def _run(self) -> None:
+        next_at = time.monotonic()
+        while True:
+            try:
+                self._refresh()
+                now = time.monotonic_ns()
+                settled = not self.service.busy()
+                for target in list(self.targets.values()):
+                    self._probe(target, now, settled)
+                self._echo_all()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                LOG.exception("path probes")
+            next_at += self.interval
+            delay = next_at - time.monotonic()
+            if delay < 0:
+                next_at = time.monotonic()
+                delay = 0
+            await asyncio.sleep(delay)
+
+    def _probe(self, target: Target, now: int, settled: bool) -> None:
+        if not settled:
+            target.answered = False  # switches are being written: loss here proves nothing
+        elif target.answered and not target.failed and target.seq - target.last_rx >= self.miss:
+            target.failed = True
+            target.streak = 0
+            self._spawn(self._failed(target))
+        if target.seq > target.last_rx:
+            target.streak = 0 if target.seq - target.last_rx > 1 else target.streak
+        try:
+            self._receiver(target.egress, target.port)
+            target.seq += 1
+            self._sender(target.ingress).sendto(
+                build_probe(target, target.seq, now), (str(target.sids[0]), 0)
+            )
+        except OSError as exc:
+            LOG.debug("probe %s: %s", target, exc)
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._pending.add(task)
+        task.add_done_callback(self._pending.discard)
+
+    def healthy_links(self) -> set[LinkKey]:
+        """Links that a path vouches for now: its last or previous probe got through (the
+        other paths across a failed link are missing probes too, only not as many yet)."""
+        out: set[LinkKey] = set()
+        for t in self.targets.values():
+            if t.active and t.answered and not t.failed and t.seq - t.last_rx <= 1:
+                out |= t.links
+        return out
+
+    async def _failed(self, target: Target) -> None:
+        if target.links & self.service.down:
+            LOG.info("path %s stopped answering; it crosses a link already down", target)
+            return
+        suspects = frozenset(target.links - self.healthy_links()) or target.links
+        LOG.warning(
+            "path %s stopped answering (%d probes missed); suspect links: %s",
+            target, target.seq - target.last_rx, ", ".join(sorted(map(_name, suspects))),
+        )  # fmt: skip
+        for link in suspects:
+            self._check(link)
+        await self.service.links_changed(
+            suspects, False, f"probe {target.ingress}->{target.egress}", reason="probe"
+        )
+
+    async def _recovered(self, target: Target) -> None:
+        LOG.debug("path %s answers again", target)
+        if not target.active:
+            self.targets.pop(target.key, None)
+            self.by_id.pop(target.id, None)
+
+    # -- suspect links: ICMPv6 echo across the link ------------------------------------------
+
+    def _check(self, link: LinkKey) -> None:
+        if link in self.checks:
+            self.checks[link].streak = 0
+            return
+        topo = self.service.topo
+        a, b = sorted(link)
+        joined = topo.link(a, b)
+        here, there = joined.interface_at(a), joined.peer_of(a)
+        if a not in self.netns:
+            here, there = there, here
+        if here.node not in self.netns:
+            return
+        self.checks[link] = LinkCheck(link, here.node, here.name, there.link_local)
+
+    def _echo(self, check: LinkCheck) -> None:
+        sock = self._icmp.get(check.switch)
+        if sock is None:
+            sock = socket_in(
+                self.netns[check.switch], socket.AF_INET6, socket.SOCK_RAW, socket.IPPROTO_ICMPV6
+            )
+            sock.setblocking(False)
+            asyncio.get_running_loop().add_reader(sock.fileno(), self._echo_reply, sock)
+            self._icmp[check.switch] = sock
+        if check.ifindex == 0:
+            check.ifindex = _ifindex(self.netns[check.switch], check.port)
+        check.seq = (check.seq + 1) & 0xFFFF
+        check.sent += 1
+        payload = struct.pack("!4sQ", MAGIC, check.id)
+        packet = struct.pack("!BBHHH", 128, 0, 0, ECHO_ID, check.seq) + payload
+        sock.sendto(packet, (str(check.peer), 0, 0, check.ifindex))
+
+    def _echo_reply(self, sock: socket.socket) -> None:
+        while True:
+            try:
+                data = sock.recv(2048)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:
+                return
+            if len(data) < 20 or data[0] != 129:
+                continue
+            ident, seq = struct.unpack_from("!HH", data, 4)
+            magic, check_id = struct.unpack_from("!4sQ", data, 8)
+            if ident != ECHO_ID or magic != MAGIC:
+                continue
+            check = next((c for c in self.checks.values() if c.id == check_id), None)
+            if check is None or seq != check.seq:
+                continue
+            check.answered = check.sent
+            check.streak += 1
+            if check.streak >= self.recover:
+                del self.checks[check.link]
+                self._spawn(self._link_back(check))
+
+    def _echo_all(self) -> None:
+        for check in list(self.checks.values()):
+            if check.sent > check.answered:
+                check.streak = 0
+            try:
+                self._echo(check)
+            except OSError as exc:
+                LOG.debug("echo %s: %s", _name(check.link), exc)
+
+    async def _link_back(self, check: LinkCheck) -> None:
+        LOG.info("link %s answers echo again", _name(check.link))
+        for target in self.targets.values():
+            if target.failed and check.link in target.links:
+                # judged again: if it still fails, the link to blame is another one
+                target.failed = False
+                target.answered = False
+        await self.service.links_changed(
+            [check.link], True, f"probe echo {check.switch}:{check.port}", reason="probe"
+        )
+
+
+_ids = itertools.count(1)
+
+
+@dataclass
+class LinkCheck:
+    link: LinkKey
+    switch: str
+    port: str
+    peer: ipaddress.IPv6Address
+    id: int = field(default_factory=lambda: next(_ids))
+    ifindex: int = 0
+    seq: int = 0
+    sent: int = 0
+    answered: int = 0
+    streak: int = 0
+
+
+ECHO_ID = os.getpid() & 0xFFFF
+
+
+def _ifindex(netns: str, ifname: str) -> int:
+    holder: list[int] = []
+
+    def look(sock: socket.socket) -> None:
+        holder.append(socket.if_nametoindex(ifname))
+
+    socket_in(netns, socket.AF_INET6, socket.SOCK_DGRAM, 0, look).close()
+    return holder[0]
+
+
+def _name(link: LinkKey) -> str:
+    return "-".join(sorted(link))
+
+
+_keep: list[Any] = []
+
+
+def ctypes_buffer(data: bytes) -> tuple[Any, int]:
+    """A buffer that lives as long as the process (the kernel copies the filter at
+    setsockopt, but keep it anyway) and its address."""
+    import ctypes
+
+    buf = ctypes.create_string_buffer(data, len(data))
+    _keep.append(buf)
+    return buf, ctypes.addressof(buf)
