@@ -27,10 +27,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _register_lab(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    from lab import bench_commands, commands, demo, fault_commands
+    from lab import bench_commands, commands, demo, fault_commands, parity
 
     commands.register(sub)
     fault_commands.register(_subcommands(sub.choices["lab"]))
+    parity.register(_subcommands(sub.choices["lab"]))
     bench_commands.register(sub)
     demo.register(sub)
 
