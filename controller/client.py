@@ -300,3 +300,17 @@ def remote_paths(args: argparse.Namespace) -> int:
         print(f"  {i}. cost {path.cost:g}: {' -> '.join(path.nodes)}")
         print(f"     segments: {' '.join(path.sids) or 'cannot be forced'}")
     return 0
+
+
+def timelines(address: str) -> list[dict[str, Any]]:
+    """The controller's recent reroute timelines (monotonic ns), newest last."""
+    from google.protobuf.json_format import MessageToDict
+
+    from controller.northbound import srv6lab_pb2 as pb
+
+    reply = call(stub(address).GetTimelines, pb.GetTimelinesRequest(), address, timeout=10)
+    out: list[dict[str, Any]] = []
+    for t in reply.timelines:
+        d = MessageToDict(t, preserving_proto_field_name=True)
+        out.append({k: int(v) if k.endswith("_ns") else v for k, v in d.items()})
+    return out

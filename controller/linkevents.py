@@ -55,12 +55,17 @@ class LinkWatcher:
                     self.links[port] = key
                     self.ends.setdefault(key, []).append(port)
         self.up: dict[Port, bool] = {}
+        self.reported: dict[tuple[Port, str], bool] = {}
+        self.why: dict[LinkKey, str] = {}
+        self._dirty: set[LinkKey] = set()
+        self._wake = asyncio.Event()
         self._pending: dict[LinkKey, asyncio.Task[None]] = {}
         self._tasks: list[asyncio.Task[None]] = []
 
     async def start(self) -> None:
         if self.mode == "off":
             return
+        self._tasks.append(asyncio.create_task(self._apply(), name="link-events"))
         for sw in self.switches:
             name = str(sw.get("name"))
             if self.mode in ("auto", "netlink") and sw.get("netns"):
@@ -83,29 +88,51 @@ class LinkWatcher:
     # -- the merge ---------------------------------------------------------------------------
 
     async def port(self, switch: str, ifname: str, up: bool, source: str) -> None:
-        """A port's state from a source; decides the link's state."""
+        """A port's state from a source. Never waits for the controller: the readers keep
+        reading while a reroute runs, and the link's latest state is what gets applied
+        (a report a source repeats, or one the other source already gave, changes
+        nothing)."""
         port = (switch, ifname)
         key = self.links.get(port)
         if key is None:
             return
+        if self.reported.get((port, source)) == up:
+            return  # this source said so already (a change of another flag)
+        self.reported[(port, source)] = up
+        if self.up.get(port, True) == up and port in self.up:
+            return  # the other source was first
         self.up[port] = up
-        link_up = all(self.up.get(p, True) for p in self.ends[key])
-        pending = self._pending.pop(key, None)
-        if pending is not None:
-            pending.cancel()
-        if not link_up:
-            await self.service.link_changed(key, False, f"{source} {switch}:{ifname}")
-        elif self.hold_down > 0 and key in self.service.down:
-            self._pending[key] = asyncio.create_task(self._after_hold(key, source, port))
-        else:
-            await self.service.link_changed(key, True, f"{source} {switch}:{ifname}")
+        self.why[key] = f"{source} {switch}:{ifname}"
+        self._dirty.add(key)
+        self._wake.set()
 
-    async def _after_hold(self, key: LinkKey, source: str, port: Port) -> None:
+    async def _apply(self) -> None:
+        """One worker hands link changes to the service, the latest state of each link."""
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            while self._dirty:
+                key = self._dirty.pop()
+                link_up = all(self.up.get(p, True) for p in self.ends[key])
+                pending = self._pending.pop(key, None)
+                if pending is not None:
+                    pending.cancel()
+                source = self.why.get(key, "?")
+                try:
+                    if not link_up:
+                        await self.service.link_changed(key, False, source)
+                    elif self.hold_down > 0 and key in self.service.down:
+                        self._pending[key] = asyncio.create_task(self._after_hold(key, source))
+                    else:
+                        await self.service.link_changed(key, True, source)
+                except Exception:
+                    LOG.exception("link %s: applying the change failed", "-".join(sorted(key)))
+
+    async def _after_hold(self, key: LinkKey, source: str) -> None:
         await asyncio.sleep(self.hold_down)
         self._pending.pop(key, None)
-        await self.service.link_changed(
-            key, True, f"{source} {port[0]}:{port[1]} (held {self.hold_down:g} s)"
-        )
+        if all(self.up.get(p, True) for p in self.ends[key]):
+            await self.service.link_changed(key, True, f"{source} (held {self.hold_down:g} s)")
 
     # -- netlink -----------------------------------------------------------------------------
 

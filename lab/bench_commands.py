@@ -1,9 +1,12 @@
 """``srv6lab bench``: benchmarks on a lab of their own. ``bench convergence`` measures how
-long probe flows lose packets when a link fails (lab/convergence.py, lab/report.py)."""
+long probe flows lose packets when a link fails (lab/convergence.py, lab/report.py);
+``bench collectives`` compares ECMP, pinned SRv6 paths and spraying for a GPU collective
+(lab/collectives.py)."""
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from pathlib import Path
@@ -97,10 +100,104 @@ def register(
         metavar="N",
         help="GPU hosts in the collective (default: 8)",
     )
+    conv.add_argument(
+        "--no-controller", action="store_true",
+        help="program the switches once with the ECMP fabric and run no controller (the "
+        "data plane alone); default: the controller runs (connectivity, link events, "
+        "fast reroute, path probes)",
+    )  # fmt: skip
+    conv.add_argument(
+        "--steer", choices=("auto", "on", "off"), default="auto",
+        help="put the probe host pairs on SRv6 policies across the failed link (explicit "
+        "intents), so the controller must repair them; auto: only for gray failures, "
+        "which only the controller's path probes can see",
+    )  # fmt: skip
     conv.add_argument("--json", type=Path, metavar="OUT", help="write the JSON report here")
     conv.add_argument("--png", type=Path, metavar="OUT", help="write the PNG timeline here")
     conv.set_defaults(func=_convergence)  # fmt: skip
+    _register_collectives(bsub)
     return bsub
+
+
+_COLLECTIVE_EXAMPLES = """\
+examples:
+  srv6lab bench collectives --topology fat-tree-4 --pattern all-to-all --json a2a.json --png a2a.png
+  srv6lab bench collectives --topology gpu-pod-2plane --pattern ring --mode spray
+  srv6lab bench collectives --topology fat-tree-4 --pattern all-to-all \\
+      --fail agg1-core1 --kind gray --json a2a-gray.json --png a2a-gray.png
+
+Modes: ecmp (TCP, the controller's ECMP connectivity), pinned (TCP on the controller's
+collective intent: one SRv6 path per flow), spray (UDP from the hosts over each flow's
+disjoint SRv6 paths from GetPaths, retiring a path at its first loss). The ideal is the
+host cut (the busiest host's payload over its NICs). With --fail, the link fails a third
+of the way into iteration 3 and is restored --failed-for seconds later; progress lost is
+the extra completion time of the iterations it overlapped.
+"""
+
+
+def _register_collectives(
+    bsub: argparse._SubParsersAction[argparse.ArgumentParser],
+) -> None:
+    col = bsub.add_parser(
+        "collectives",
+        help="a GPU collective with ECMP, pinned SRv6 paths and MRC-style spraying",
+        description="Bring up TOPOLOGY with kernel switches and the controller (links capped "
+        "at --link-mbps), run the collective in each mode, read every switch port's byte "
+        "counters, print a table and write the JSON report and a PNG with the modes side by "
+        "side. Needs root; about 20 s for the lab plus 5-15 s per mode.",
+        epilog=_COLLECTIVE_EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    col.add_argument(
+        "--topology", default="fat-tree-4", metavar="NAME|FILE",
+        help="fat-tree-4, gpu-pod-2plane (from topologies/) or a topology file "
+        "(default: fat-tree-4)",
+    )  # fmt: skip
+    col.add_argument(
+        "--pattern", choices=("all-to-all", "ring"), default="all-to-all",
+        help="all-to-all, or ring (ring all-reduce) (default: all-to-all)",
+    )  # fmt: skip
+    col.add_argument(
+        "--mode", action="append", choices=("ecmp", "pinned", "spray"), metavar="MODE",
+        help="ecmp, pinned or spray; repeat for several (default: all three)",
+    )  # fmt: skip
+    col.add_argument(
+        "--hosts", nargs="+", metavar="HOST",
+        help="the collective's hosts (default: the first 8 GPU hosts)",
+    )  # fmt: skip
+    col.add_argument(
+        "--size", type=_positive_int, default=1024 * 1024, metavar="BYTES",
+        help="bytes per rank per iteration (nccl-tests' size; default: 1 MiB)",
+    )  # fmt: skip
+    col.add_argument(
+        "--iterations", type=_positive_int, default=8, metavar="N",
+        help="iterations per mode (default: 8; at least 4 with --fail)",
+    )  # fmt: skip
+    col.add_argument(
+        "--link-mbps", type=_positive_float, default=20.0, metavar="MBPS",
+        help="cap every link at this rate (default: 20; the spraying hosts are Python "
+        "processes, and the link, not the CPU, must be the bottleneck)",
+    )  # fmt: skip
+    col.add_argument("--fail", metavar="X-Y", help="fail this link mid-run (default: no failure)")
+    col.add_argument(
+        "--kind", default="gray", choices=("admin", "carrier", "gray"),
+        help="failure kind (default: gray; see `srv6lab lab fail --help`)",
+    )  # fmt: skip
+    col.add_argument(
+        "--failed-for", type=_positive_float, default=1.0, metavar="S",
+        help="seconds the failure lasts (default: 1)",
+    )  # fmt: skip
+    col.add_argument(
+        "--spray-k", type=_positive_int, default=4, metavar="K",
+        help="disjoint paths per flow asked of GetPaths (fewer when fewer exist; default: 4)",
+    )  # fmt: skip
+    col.add_argument(
+        "--window", type=_positive_int, default=8, metavar="PKTS",
+        help="spray: packets in flight per path (default: 8)",
+    )  # fmt: skip
+    col.add_argument("--json", type=Path, metavar="OUT", help="write the JSON report here")
+    col.add_argument("--png", type=Path, metavar="OUT", help="write the PNG here")
+    col.set_defaults(func=_collectives)
 
 
 def _positive_int(text: str) -> int:
@@ -160,10 +257,40 @@ def _convergence(args: argparse.Namespace) -> int:
     def step(text: str) -> None:
         print(f"  [{time.monotonic() - started:5.1f} s] {text}", flush=True)
 
+    from lab.controller_proc import ControllerOptions
+    from lab.convergence import (
+        controller_timeline_of,
+        no_controller,
+        no_steering,
+        program_with_controller,
+        program_with_fabric,
+        steer_with_intents,
+    )
+
+    use_controller = not args.no_controller
+    steering = args.steer == "on" or (args.steer == "auto" and args.kind == "gray")
+    if steering and not use_controller:
+        print("error: --steer needs the controller", file=sys.stderr)
+        return 2
     try:
-        with running_lab(topo, "kernel", on_step=step) as lab:
+        with running_lab(
+            topo,
+            "kernel",
+            on_step=step,
+            controller=ControllerOptions() if use_controller else None,
+        ) as lab:
             step("lab ready")
-            result = run_convergence(topo, lab, cfg, progress=step)
+            result = run_convergence(
+                topo,
+                lab,
+                cfg,
+                progress=step,
+                program=program_with_controller if use_controller else program_with_fabric,
+                controller_timeline=controller_timeline_of(lab)
+                if use_controller
+                else no_controller,
+                steer=steer_with_intents if steering else no_steering,
+            )
             step("stopping the lab")
     except LabError as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -186,4 +313,90 @@ def _convergence(args: argparse.Namespace) -> int:
     if missing:
         print("error: the report is incomplete: " + "; ".join(missing), file=sys.stderr)
         return 1
+    return 0
+
+
+def _collectives(args: argparse.Namespace) -> int:
+    import os
+    import tempfile
+
+    from controller.topology import TopologyError, load
+
+    source = Path(args.topology)
+    if not source.exists():
+        named = ROOT / "topologies" / f"{args.topology}.yaml"
+        if not named.exists():
+            print(f"error: --topology {args.topology}: no such file nor topology name "
+                  "(fat-tree-4, gpu-pod-2plane, ...)", file=sys.stderr)  # fmt: skip
+            return 1
+        source = named
+    if os.geteuid() != 0:
+        print("error: srv6lab bench collectives needs root (network namespaces)", file=sys.stderr)
+        return 1
+    from lab import collectives as coll
+    from lab.controller_proc import ControllerOptions
+    from lab.convergence import parse_place
+    from lab.errors import LabError
+    from lab.session import running_lab
+    from lab.traffic.spray import SprayConfig
+
+    started = time.monotonic()
+
+    def step(text: str) -> None:
+        print(f"  [{time.monotonic() - started:5.1f} s] {text}", flush=True)
+
+    with tempfile.TemporaryDirectory(prefix="srv6lab-collectives-") as tmp:
+        try:
+            topo = load(str(coll.scaled_topology(source, args.link_mbps, Path(tmp) / source.name)))
+            hosts = tuple(args.hosts) if args.hosts else coll.gpu_hosts(topo, 8)
+            for h in hosts:
+                topo.host(h)
+            coll.check_size(args.size, len(hosts))
+            place = parse_place(topo, args.fail) if args.fail else None
+            if place is not None and len(place) != 2:
+                raise LabError(f"--fail {args.fail}: give a link X-Y")
+            if args.fail and args.iterations < 4:
+                raise LabError("--iterations: at least 4 with --fail")
+        except (TopologyError, LabError, KeyError) as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
+        cfg = coll.BenchConfig(
+            pattern=args.pattern,
+            modes=tuple(dict.fromkeys(args.mode or coll.MODES)),
+            hosts=hosts,
+            size=args.size,
+            iterations=args.iterations,
+            fail=(place[0], place[1]) if place else None,
+            kind=args.kind,
+            failed_s=args.failed_for,
+            spray_k=args.spray_k,
+            spray=SprayConfig(window=args.window),
+        )
+        print(
+            f"srv6lab bench collectives: {topo.summary()}, links at {args.link_mbps:g} Mbit/s, "
+            f"{args.pattern} among {', '.join(hosts)}, modes {', '.join(cfg.modes)}"
+            + (f", {args.kind} failure of {args.fail}" if args.fail else ""),
+            flush=True,
+        )
+        try:
+            with running_lab(topo, "kernel", on_step=step, controller=ControllerOptions()) as lab:
+                step("lab and controller ready")
+                report = coll.run_bench(topo, lab, cfg, Path(tmp), step)
+                step("stopping the lab")
+        except LabError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
+    report["topology_file"] = str(source)
+    if args.json:
+        args.json.write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")
+    if args.png:
+        coll.write_png(report, args.png)
+    print()
+    for line in coll.summary_rows(report):
+        print(line)
+    for path in (args.json, args.png):
+        if path:
+            print(f"  wrote {path}")
+    print(f"  whole run {time.monotonic() - started:.1f} s; load average {os.getloadavg()[0]:.1f}"
+          f" on {os.cpu_count()} cores")  # fmt: skip
     return 0

@@ -49,6 +49,93 @@ def no_controller(_fault: Fault) -> dict[str, Any] | None:
     return None
 
 
+Steer = Callable[[Topology, RunningLab, list[ProbeFlow], tuple[str, str]], str]
+"""Steer the chosen probe flows onto SRv6 paths across the link (intents); returns what
+was done, for the report."""
+
+
+def no_steering(
+    _topo: Topology, _lab: RunningLab, _flows: list[ProbeFlow], _link: tuple[str, str]
+) -> str:
+    return ""
+
+
+def program_with_controller(topo: Topology, lab: RunningLab) -> str:
+    """The controller (srv6lab controller run) on the lab's switches: connectivity (ECMP
+    routing, watch ports), link events, fast reroute, path probes."""
+    del topo
+    if lab.controller is None:
+        raise LabError("the lab was started without its controller")
+    return (
+        f"srv6lab controller (connectivity intent) programmed every switch in "
+        f"{lab.controller.ready_seconds:.1f} s"
+    )
+
+
+def steer_with_intents(
+    topo: Topology, lab: RunningLab, flows: list[ProbeFlow], link: tuple[str, str]
+) -> str:
+    """An explicit intent per probe host pair through both ends of the link (in the flows'
+    direction), so that the flows ride SRv6 policies the controller must repair; a pair
+    whose ingress and destination another pair already claimed keeps plain routing."""
+    from controller.client import ApiError, call, stub
+    from controller.northbound import srv6lab_pb2 as pb
+
+    assert lab.controller is not None
+    address = lab.controller.address
+    api = stub(address)
+    made, skipped = 0, 0
+    for src, dst in sorted({(f.src, f.dst) for f in flows}):
+        spec = pb.IntentSpec(explicit=pb.Explicit(src=src, dst=dst, waypoints=list(link)))
+        try:
+            call(
+                api.CreateIntent,
+                pb.CreateIntentRequest(id=f"steer-{src}-{dst}", spec=spec),
+                address,
+            )
+            made += 1
+        except ApiError:
+            skipped += 1
+    del topo
+    return f"{made} explicit intents steer the probe host pairs across {link[0]}-{link[1]}" + (
+        f" ({skipped} pairs left on plain routing: policy taken or no such path)" if skipped else ""
+    )
+
+
+def controller_timeline_of(lab: RunningLab) -> ControllerTimeline:
+    """The controller's timeline of the reroute that followed a fault (the first one seen
+    after the fault was injected)."""
+
+    def timeline(fault: Fault) -> dict[str, Any] | None:
+        from controller.client import ApiError, timelines
+
+        if lab.controller is None or fault.injected is None:
+            return None
+        injected = fault.injected.monotonic_ns
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            try:
+                found = [t for t in timelines(lab.controller.address)
+                         if t.get("event_seen_ns", 0) >= injected]  # fmt: skip
+            except ApiError:
+                return None
+            if found and found[0].get("recompute_acked_ns"):
+                out = dict(found[0])
+                for key in (
+                    "event_seen",
+                    "reroute_computed",
+                    "last_switch_acked",
+                    "recompute_done",
+                    "recompute_acked",
+                ):
+                    out[f"{key}_after_fault_ms"] = round((out[f"{key}_ns"] - injected) / 1e6, 3)
+                return out
+            time.sleep(0.1)
+        return None
+
+    return timeline
+
+
 @dataclass(frozen=True)
 class ConvergenceConfig:
     kind: str = "admin"
@@ -152,6 +239,7 @@ def run_convergence(
     *,
     program: ProgramSwitches = program_with_fabric,
     controller_timeline: ControllerTimeline = no_controller,
+    steer: Steer = no_steering,
     progress: Progress = print,
     workdir: Path | None = None,
 ) -> ConvergenceRun:
@@ -171,6 +259,10 @@ def run_convergence(
     programmed_by = program(topo, lab)
     say(programmed_by)
     flows = choose_flows(topo, netns, link[0], link[1], cfg.flows)
+    steered = steer(topo, lab, flows, link)
+    if steered:
+        say(steered)
+        programmed_by += f"; {steered}"
     pairs = sorted({(f.src, f.dst) for f in flows})
     say(
         f"{len(flows)} probe flows cross {link[0]}->{link[1]} ({len(pairs)} host pairs), "
@@ -221,10 +313,24 @@ def run_convergence(
         programmed_by=programmed_by,
         repetitions=reps,
         notes=_notes(cfg, link, programmed_by),
-        controller=None,
+        controller=_controller_summary(reps),
     )
     report["probe_flows_cross"] = f"{link[0]}->{link[1]}"
     return ConvergenceRun(report, results, flows, link)
+
+
+def _controller_summary(reps: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """p50 and max over the repetitions of the controller's own timeline, in ms after the
+    fault was injected; None when no controller ran."""
+    timelines = [r["controller"] for r in reps if r.get("controller")]
+    if not timelines:
+        return None
+    out: dict[str, Any] = {"repetitions": len(timelines)}
+    for key in ("event_seen", "reroute_computed", "last_switch_acked", "recompute_acked"):
+        values = sorted(t[f"{key}_after_fault_ms"] for t in timelines)
+        out[f"{key}_ms"] = {"p50": values[len(values) // 2], "max": values[-1]}
+    out["sources"] = sorted({str(t.get("source", "")) for t in timelines})
+    return out
 
 
 def _notes(cfg: ConvergenceConfig, link: tuple[str, str], programmed_by: str) -> list[str]:
@@ -296,4 +402,19 @@ def summary_rows(report: dict[str, Any]) -> list[tuple[str, str]]:
         ("packets lost (restores)", str(report["restore_packets_lost"])),
         ("repaired before restore", "yes" if report["repaired_before_restore"] else "NO"),
         ("generator kept up", "yes" if report["generator_kept_up"] else "NO"),
+        *_controller_rows(report.get("controller")),
     ]  # fmt: skip
+
+
+def _controller_rows(ctl: dict[str, Any] | None) -> list[tuple[str, str]]:
+    if not ctl:
+        return [("controller", "none (data plane only)")]
+    rows = [("controller heard it from", ", ".join(ctl.get("sources", [])))]
+    for key, what in (
+        ("event_seen_ms", "controller saw it"),
+        ("last_switch_acked_ms", "fast reroute acked"),
+        ("recompute_acked_ms", "recompute acked"),
+    ):
+        v = ctl[key]
+        rows.append((what, f"p50 {v['p50']:.1f} ms, max {v['max']:.1f} ms after the fault"))
+    return rows

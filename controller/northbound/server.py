@@ -266,6 +266,24 @@ class ControllerApi(pb_grpc.ControllerServicer):
                 )
         return pb.DiffResponse(switches=out)
 
+    async def GetTimelines(
+        self, request: pb.GetTimelinesRequest, context: aio.ServicerContext[Any, Any]
+    ) -> pb.GetTimelinesResponse:
+        return pb.GetTimelinesResponse(
+            timelines=[
+                pb.Timeline(
+                    links=t.link,
+                    source=t.source,
+                    event_seen_ns=t.seen_ns,
+                    reroute_computed_ns=t.computed_ns,
+                    last_switch_acked_ns=t.acked_ns,
+                    recompute_done_ns=t.recomputed_ns,
+                    recompute_acked_ns=t.recompute_acked_ns,
+                )
+                for t in self.service.timelines
+            ]
+        )
+
 
 async def start_api(service: ControllerService, listen: str) -> aio.Server:
     server = aio.server()
