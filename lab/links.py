@@ -31,13 +31,14 @@ class LabIntf(TCIntf):  # type: ignore[misc]
 
     bwParamMax = MAX_BANDWIDTH_MBPS
 
-    def config(
+    def config(  # noqa: PLR0917 - Mininet calls it with keywords
         self,
         mac: str | None = None,
         link_local: str | None = None,
         bw: float | None = None,
         use_tbf: bool = False,
         up: bool = True,
+        mtu: int | None = None,
         **params: Any,
     ) -> dict[str, Any]:
         """Configure this interface in one round trip to its node's shell.
@@ -46,6 +47,7 @@ class LabIntf(TCIntf):  # type: ignore[misc]
         link_local: the plan's fe80:: address, added with ``nodad`` as the only one
         bw: bandwidth cap in Mbit/s (htb, Mininet's default; tbf with ``use_tbf``)
         up: bring the interface up (after addrgenmode, address and qdisc are set)
+        mtu: the link's MTU (fabric links carry SRv6-encapsulated host packets: jumbo)
         """
         netem = sorted(key for key in NETEM_PARAMS if params.get(key) is not None)
         if netem:
@@ -57,6 +59,8 @@ class LabIntf(TCIntf):  # type: ignore[misc]
         if mac is not None:
             commands.append(f"ip link set dev {self.name} address {mac}")
             self.mac = mac
+        if mtu is not None:
+            commands.append(f"ip link set dev {self.name} mtu {mtu}")
         if link_local is not None:
             commands.append(f"ip -6 addr replace {link_local}/64 dev {self.name} nodad")
         if bw is not None:

@@ -60,11 +60,21 @@ class LabTopo(Topo):  # type: ignore[misc]
                 addr2=link.b.mac,
                 ifindex1=FIRST_IFINDEX + 2 * number,
                 ifindex2=FIRST_IFINDEX + 2 * number + 1,
-                params1={"link_local": str(link.a.link_local)},
-                params2={"link_local": str(link.b.link_local)},
+                params1={"link_local": str(link.a.link_local), "mtu": _mtu(link)},
+                params2={"link_local": str(link.b.link_local), "mtu": _mtu(link)},
                 bw=link.bandwidth_mbps,
                 link_name=link.name,
             )
+
+
+FABRIC_MTU = 9000
+"""Switch-to-switch links are jumbo, host links 1500: a host's full-size packet still fits
+once a headend adds its SRv6 encapsulation (40 bytes, plus an SRH), as in production SRv6
+fabrics; otherwise TCP over a steered path black-holes."""
+
+
+def _mtu(link: Any) -> int | None:
+    return FABRIC_MTU if link.kind == "fabric" else None
 
 
 def host_routes(topology: Topology, host: Host) -> tuple[HostRoute, ...]:

@@ -227,6 +227,10 @@ class KernelDataplane:
                 [
                     f"link add {SID_DEV} type veth peer name {SID_DEV_PEER}",
                     f"link set dev {SID_DEV} addrgenmode none",
+                    # encapsulation adds 40+ bytes: a full-size host packet must still pass
+                    # the forwarding MTU check of the encap nexthops on this device
+                    f"link set dev {SID_DEV} mtu 9000",
+                    f"link set dev {SID_DEV_PEER} mtu 9000",
                     f"link set dev {SID_DEV_PEER} addrgenmode none",
                     f"link set dev {SID_DEV} up",
                     f"link set dev {SID_DEV_PEER} up",
