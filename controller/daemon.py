@@ -106,6 +106,12 @@ def add_run_arguments(p: argparse.ArgumentParser) -> None:
         help="send a probe through every steered SRv6 path this often, to find gray "
         "failures (default 10 ms; 0 turns probes off; kernel switches only)",
     )  # fmt: skip
+    p.add_argument(
+        "--probe-miss", type=int, default=3, metavar="N",
+        help="a steered path is suspect when N probes in a row are lost (default 3); its "
+        "links are then checked with ICMPv6 echo for 5 more intervals, and only links that "
+        "answer none are taken down (congestion drops some, a gray failure all)",
+    )  # fmt: skip
     p.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
     p.add_argument("--log-format", default="text", choices=("text", "json"))
     p.add_argument("--log-file", metavar="FILE", help="log here instead of stderr")
@@ -175,7 +181,9 @@ async def _main(  # noqa: PLR0917
     if args.probe_interval > 0:
         from controller.probing import PathProber
 
-        prober = PathProber(service, inventory, interval=args.probe_interval / 1000)
+        prober = PathProber(
+            service, inventory, interval=args.probe_interval / 1000, miss=args.probe_miss
+        )
         await prober.start()
     LOG.info(
         "controller up: topology %s, %d switches from %s, API on %s%s, %d intents",

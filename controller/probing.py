@@ -12,17 +12,17 @@ destination host, decapsulated (a packet socket with a BPF filter inside the egr
 switch's namespace); the host drops it. A path that misses ``miss`` probes in a row after
 answering on the current state (all switches written; a path is judged again only after
 it answered once since the last change, so the loss of a reconfiguration is never taken
-for a failure) has failed: its fabric links that no healthy path vouches for are
-reported down at once (reason ``probe``); the controller's fast reroute and recompute
-follow, as for a port going down.
+for a failure) is suspect. Its fabric links that no healthy path vouches for are each
+checked with ICMPv6 echo for ``confirm`` more intervals; those that answer no echo at all
+are reported down (reason ``probe``): congestion drops some probes and some echoes, a gray
+link all of them. The controller's fast reroute and recompute follow, as for a port going
+down.
 
 A failed segment list cannot say which link failed, nor when it is back: after the
-reroute the same SIDs may be forwarded around the link. So every suspect link is then
-checked on its own, with ICMPv6 echo between the link-local addresses of its two ends
-(from a raw socket in one end's namespace, scoped to the port: routing plays no part, and
-a gray link drops the request or the reply). A suspect that answers ``recover`` echoes in a
-row is reported up again (the innocent ones within a few intervals; the failed one when
-it is repaired).
+reroute the same SIDs may be forwarded around the link. Hence the echo, between the
+link-local addresses of a link's two ends (a raw socket in one end's namespace, scoped to
+the port: routing plays no part, and a gray link drops the request or the reply). A link
+taken down this way is reported up again after ``recover`` echoes in a row.
 
 Needs the switch's data plane in its namespace: kernel switches (switchd). A BMv2
 switch's namespace is not its pipeline, so BMv2 labs are not probed.
@@ -158,10 +158,12 @@ class PathProber:
         interval: float = 0.01,
         miss: int = 3,
         recover: int = 5,
+        confirm: int = 5,
     ) -> None:
         self.service = service
         self.interval = interval
         self.miss = miss
+        self.confirm = confirm
         self.recover = recover
         try:
             raw = json.loads(inventory.read_text()).get("switches", [])
@@ -376,14 +378,32 @@ class PathProber:
             LOG.info("path %s stopped answering; it crosses a link already down", target)
             return
         suspects = frozenset(target.links - self.healthy_links()) or target.links
-        LOG.warning(
-            "path %s stopped answering (%d probes missed); suspect links: %s",
-            target, target.seq - target.last_rx, ", ".join(sorted(map(_name, suspects))),
-        )  # fmt: skip
+        missed = target.seq - target.last_rx
         for link in suspects:
-            self._check(link)
+            self._check(link, fresh=True)
+        # confirm: a congested link still passes some echoes, a gray one none
+        await asyncio.sleep(self.confirm * self.interval)
+        dead = frozenset(
+            link
+            for link in suspects
+            if link in self.checks
+            and self.checks[link].answered == 0
+            and self.checks[link].sent >= self.confirm
+        )
+        if not dead:
+            LOG.info(
+                "path %s lost %d probes in a row, but every link of it answers echo "
+                "(congestion, not a failure)", target, missed,
+            )  # fmt: skip
+            target.failed = False
+            target.answered = False
+            return
+        LOG.warning(
+            "path %s stopped answering (%d probes lost); no echo across %s",
+            target, missed, ", ".join(sorted(map(_name, dead))),
+        )  # fmt: skip
         await self.service.links_changed(
-            suspects, False, f"probe {target.ingress}->{target.egress}", reason="probe"
+            dead, False, f"probe {target.ingress}->{target.egress}", reason="probe"
         )
 
     async def _recovered(self, target: Target) -> None:
@@ -394,9 +414,12 @@ class PathProber:
 
     # -- suspect links: ICMPv6 echo across the link ------------------------------------------
 
-    def _check(self, link: LinkKey) -> None:
+    def _check(self, link: LinkKey, fresh: bool = False) -> None:
         if link in self.checks:
-            self.checks[link].streak = 0
+            check = self.checks[link]
+            check.streak = 0
+            if fresh:
+                check.sent = check.answered = 0
             return
         topo = self.service.topo
         a, b = sorted(link)
@@ -442,7 +465,8 @@ class PathProber:
             check = next((c for c in self.checks.values() if c.id == check_id), None)
             if check is None or seq != check.seq:
                 continue
-            check.answered = check.sent
+            check.answered += 1
+            check.replied = check.sent
             check.streak += 1
             if check.streak >= self.recover:
                 del self.checks[check.link]
@@ -450,8 +474,8 @@ class PathProber:
 
     def _echo_all(self) -> None:
         for check in list(self.checks.values()):
-            if check.sent > check.answered:
-                check.streak = 0
+            if check.replied < check.sent:
+                check.streak = 0  # the previous echo got no reply
             try:
                 self._echo(check)
             except OSError as exc:
@@ -483,6 +507,9 @@ class LinkCheck:
     seq: int = 0
     sent: int = 0
     answered: int = 0
+    """Echo replies received (since the check was last made fresh)."""
+    replied: int = 0
+    """The ``sent`` count when the latest reply came."""
     streak: int = 0
 
 

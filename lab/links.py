@@ -23,6 +23,7 @@ from lab.shell import run_commands
 
 NETEM_PARAMS = ("delay", "jitter", "loss", "max_queue_size")
 MAX_BANDWIDTH_MBPS = 100_000.0
+QUEUE_PACKETS = 100
 
 
 class LabIntf(TCIntf):  # type: ignore[misc]
@@ -61,6 +62,10 @@ class LabIntf(TCIntf):  # type: ignore[misc]
             self.mac = mac
         if mtu is not None:
             commands.append(f"ip link set dev {self.name} mtu {mtu}")
+        # shallow buffers, as a fabric switch has: htb's leaf queue takes its limit from
+        # txqueuelen (1,000 packets would be 120 ms of queue at 100 Mbit/s, and every probe
+        # and loss window would measure bufferbloat)
+        commands.append(f"ip link set dev {self.name} txqueuelen {QUEUE_PACKETS}")
         if link_local is not None:
             commands.append(f"ip -6 addr replace {link_local}/64 dev {self.name} nodad")
         if bw is not None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
 import time
 from collections.abc import Callable, Iterator
@@ -111,6 +112,8 @@ def running_lab(
             network.start(on_step=step)
             if controller is not None:
                 step("starting the controller and programming the switches")
+                # a new lab starts with no intents (a restart within this lab keeps them)
+                shutil.rmtree(run.path / "controller", ignore_errors=True)
                 ctl = start_controller(Path(topology.source).resolve(), run.path, controller)
             state.mark_ready(network.describe())
             write_state(run.state_path, state)
