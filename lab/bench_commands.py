@@ -174,8 +174,8 @@ def _register_collectives(
         help="iterations per mode (default: 8; at least 4 with --fail)",
     )  # fmt: skip
     col.add_argument(
-        "--link-mbps", type=_positive_float, default=20.0, metavar="MBPS",
-        help="cap every link at this rate (default: 20; the spraying hosts are Python "
+        "--link-mbps", type=_positive_float, default=5.0, metavar="MBPS",
+        help="cap every link at this rate (default: 5; the spraying hosts are Python "
         "processes, and the link, not the CPU, must be the bottleneck)",
     )  # fmt: skip
     col.add_argument("--fail", metavar="X-Y", help="fail this link mid-run (default: no failure)")
@@ -333,6 +333,8 @@ def _collectives(args: argparse.Namespace) -> int:
     if os.geteuid() != 0:
         print("error: srv6lab bench collectives needs root (network namespaces)", file=sys.stderr)
         return 1
+    import signal
+
     from lab import collectives as coll
     from lab.controller_proc import ControllerOptions
     from lab.convergence import parse_place
@@ -345,6 +347,10 @@ def _collectives(args: argparse.Namespace) -> int:
     def step(text: str) -> None:
         print(f"  [{time.monotonic() - started:5.1f} s] {text}", flush=True)
 
+    def terminated(_sig: int, _frame: object) -> None:
+        raise SystemExit(143)  # unwinds: the generator, spray routes and the lab go too
+
+    signal.signal(signal.SIGTERM, terminated)
     with tempfile.TemporaryDirectory(prefix="srv6lab-collectives-") as tmp:
         try:
             topo = load(str(coll.scaled_topology(source, args.link_mbps, Path(tmp) / source.name)))

@@ -1,0 +1,671 @@
+"""``srv6lab bench collectives``: one collective, three ways through the same fabric, with
+the same failure.
+
+- ``ecmp``: TCP between the hosts' primary addresses, routed by the controller's
+  connectivity intent (ECMP groups; the kernel hashes flows with L4 hashing).
+- ``pinned``: the controller's collective intent places every flow on its own SRv6 path
+  (headend policies at the ingress switches); a flow placed on a host's second plane uses
+  that plane's NIC addresses, so that the traffic takes the placed path.
+- ``spray``: :mod:`lab.traffic.spray`, with each flow's disjoint paths from the
+  controller's GetPaths API.
+
+The lab runs the controller (it programs connectivity, answers GetPaths and holds the
+pinned intent). The bench reads every switch port's byte counters before and after a run:
+the loads the switches really carried. With ``--fail``, the link fails a third of the way
+into the third iteration and is restored ``failed_s`` later; the progress lost is the extra
+completion time of the iterations that overlapped the failure, over the median of those
+that did not.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import select
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from controller.analysis import analyze_ecmp, ideal_pressure
+from controller.paths import Flow, Pattern, collective_flows
+from controller.topology import Topology
+from lab.errors import LabError
+from lab.faults import Fault, LabView, fail, restore
+from lab.session import RunningLab
+from lab.traffic.collective_run import FlowSpec, RunSpec
+from lab.traffic.spray import (
+    ACK_TABLE,
+    PAYLOAD,
+    TABLE,
+    HostRoute,
+    SprayConfig,
+    SprayPath,
+    rule_commands,
+)
+
+MODES = ("ecmp", "pinned", "spray")
+Progress = Callable[[str], None]
+TRAFFIC_PATTERN = {"all-to-all": "all-to-all", "ring": "all-reduce"}
+
+
+@dataclass(frozen=True)
+class BenchConfig:
+    pattern: Pattern = "all-to-all"
+    modes: tuple[str, ...] = MODES
+    hosts: tuple[str, ...] = ()
+    size: int = 1024 * 1024
+    iterations: int = 8
+    fail: tuple[str, str] | None = None
+    kind: str = "gray"
+    failed_s: float = 1.0
+    spray_k: int = 4
+    spray: SprayConfig = field(default_factory=SprayConfig)
+
+
+def scaled_topology(source: Path, mbps: float, out: Path) -> Path:
+    """A copy of the topology file with every link capped at ``mbps`` (same names, same
+    addressing): the rate the CPU can keep up with."""
+    raw = yaml.safe_load(source.read_text(encoding="utf-8"))
+    raw.setdefault("defaults", {})["bandwidth"] = mbps
+    for link in raw.get("links", []):
+        if isinstance(link, dict):
+            link.pop("bandwidth", None)
+    out.write_text(yaml.safe_dump(raw, sort_keys=False), encoding="utf-8")
+    return out
+
+
+# -- counters ------------------------------------------------------------------------------
+
+
+def port_bytes(topo: Topology, view: LabView) -> dict[str, int]:
+    """Bytes per link direction ``"a->b"`` as the switches count them: a switch's tx on
+    its port; toward a switch from a host: the switch's rx on its port."""
+    out: dict[str, int] = {}
+    for sw in topo.switches:
+        proc = subprocess.run(
+            ["ip", "-n", view.netns(sw.name), "-s", "-j", "link"],
+            capture_output=True, text=True, check=False,
+        )  # fmt: skip
+        if proc.returncode != 0:
+            raise LabError(f"cannot read the counters of {sw.name}: {proc.stderr.strip()}")
+        stats = {i["ifname"]: i.get("stats64", {}) for i in json.loads(proc.stdout)}
+        for link in topo.links_of(sw.name):
+            mine = link.interface_at(sw.name)
+            peer = link.peer_of(sw.name).node
+            st = stats.get(mine.name)
+            if st is None:
+                continue
+            out[f"{sw.name}->{peer}"] = int(st["tx"]["bytes"])
+            if not topo.is_switch(peer):
+                out[f"{peer}->{sw.name}"] = int(st["rx"]["bytes"])
+    return out
+
+
+def delta(after: dict[str, int], before: dict[str, int]) -> dict[str, int]:
+    return {k: v - before.get(k, 0) for k, v in after.items()}
+
+
+# -- per mode ------------------------------------------------------------------------------
+
+
+def _nic_addr(topo: Topology, host: str, switch: str) -> str:
+    for nic in topo.host(host).nics:
+        if nic.switch == switch:
+            return str(nic.address)
+    raise LabError(f"{host} has no NIC on {switch}")
+
+
+def tcp_flows(
+    topo: Topology, hosts: tuple[str, ...], flows: list[Flow], paths: dict[Flow, list[str]]
+) -> tuple[FlowSpec, ...]:
+    """Per flow: the addresses that make its traffic take ``paths[flow]`` (the NICs on the
+    path's first and last switch), else the hosts' primary addresses."""
+    rank = {h: i for i, h in enumerate(hosts)}
+    out = []
+    for f in flows:
+        nodes = paths.get(f)
+        if nodes:
+            src_addr, dst_addr = _nic_addr(topo, f.src, nodes[1]), _nic_addr(topo, f.dst, nodes[-2])
+        else:
+            src_addr, dst_addr = str(topo.host(f.src).address), str(topo.host(f.dst).address)
+        out.append(FlowSpec(rank[f.src], rank[f.dst], src_addr, dst_addr))
+    return tuple(out)
+
+
+def pinned_intent(address: str, hosts: tuple[str, ...], pattern: str) -> tuple[str, Any]:
+    from controller.client import call, stub
+    from controller.northbound import srv6lab_pb2 as pb
+
+    api = stub(address)
+    spec = pb.IntentSpec(collective=pb.Collective(hosts=list(hosts), pattern=pattern))
+    intent = call(api.CreateIntent, pb.CreateIntentRequest(spec=spec), address)
+    return str(intent.id), intent
+
+
+def delete_intent(address: str, intent_id: str) -> None:
+    from controller.client import call, stub
+    from controller.northbound import srv6lab_pb2 as pb
+
+    call(stub(address).DeleteIntent, pb.DeleteIntentRequest(id=intent_id), address)
+
+
+def get_paths(address: str, src: str, dst: str, k: int) -> list[tuple[list[str], str]]:
+    """Up to ``k`` edge-disjoint paths from the controller (GetPaths): (nodes, first SID)."""
+    from controller.client import ApiError, call, stub
+    from controller.northbound import srv6lab_pb2 as pb
+
+    api = stub(address)
+    try:
+        resp = call(api.GetPaths, pb.GetPathsRequest(src=src, dst=dst, k=k), address)
+    except ApiError as exc:
+        available = _available(str(exc))
+        if available is None or available < 1:
+            raise
+        resp = call(api.GetPaths, pb.GetPathsRequest(src=src, dst=dst, k=available), address)
+    out = []
+    for p in resp.paths:
+        if len(p.sids) != 1:
+            raise LabError(
+                f"GetPaths {src}->{dst}: path {' -> '.join(p.nodes)} needs {len(p.sids)} "
+                "SIDs; host-side spraying sends one uSID container (no SRH: the SR "
+                "domain's edge drops SRHs from hosts)"
+            )
+        out.append((list(p.nodes), str(p.sids[0])))
+    return out
+
+
+def _available(message: str) -> int | None:
+    import re
+
+    m = re.search(r"only (\d+) ", message)
+    return int(m.group(1)) if m else None
+
+
+def spray_flows(
+    topo: Topology, address: str, hosts: tuple[str, ...], flows: list[Flow], k: int
+) -> tuple[tuple[FlowSpec, ...], dict[str, list[HostRoute]]]:
+    """Each flow's paths from GetPaths, their reverses (GetPaths the other way, matched by
+    nodes; compiled here when the controller's reverse set differs), and the host routes
+    spraying needs, per host."""
+    from controller.compiler import segment_list
+
+    rank = {h: i for i, h in enumerate(hosts)}
+    cache: dict[tuple[str, str], list[tuple[list[str], str]]] = {}
+
+    def paths(a: str, b: str) -> list[tuple[list[str], str]]:
+        if (a, b) not in cache:
+            cache[(a, b)] = get_paths(address, a, b, k)
+        return cache[(a, b)]
+
+    routes: dict[str, list[HostRoute]] = {h: [] for h in hosts}
+    out = []
+    for f in flows:
+        fwd = paths(f.src, f.dst)
+        back = {tuple(n): sid for n, sid in paths(f.dst, f.src)}
+        sp = []
+        for i, (nodes, sid) in enumerate(fwd):
+            rev_nodes = tuple(reversed(nodes))
+            rsid = back.get(rev_nodes) or str(segment_list(topo, rev_nodes).sids[0])
+            src_nic = next(n for n in topo.host(f.src).nics if n.switch == nodes[1])
+            dst_nic = next(n for n in topo.host(f.dst).nics if n.switch == nodes[-2])
+            p = SprayPath(i, tuple(nodes), str(src_nic.address), str(dst_nic.address), sid, rsid)
+            sp.append(p)
+            fwd_gw, back_gw = str(src_nic.gateway), str(dst_nic.gateway)
+            routes[f.src].append(
+                HostRoute(TABLE + i, p.dst_addr, sid, fwd_gw, src_nic.interface.name)
+            )
+            routes[f.dst].append(
+                HostRoute(ACK_TABLE + i, p.src_addr, rsid, back_gw, dst_nic.interface.name)
+            )
+        out.append(FlowSpec(rank[f.src], rank[f.dst], sp[0].src_addr, sp[0].dst_addr, tuple(sp)))
+    return tuple(out), routes
+
+
+def _ip_batch(ns: str, lines: list[str], check: bool = True) -> None:
+    proc = subprocess.run(
+        ["ip", "-6", "-n", ns, "-force", "-batch", "-"],
+        input="\n".join(lines) + "\n", capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    if check and proc.returncode != 0:
+        raise LabError(f"spray routes in {ns}: {proc.stderr.strip()[-500:]}")
+
+
+def install_spray_routes(view: LabView, routes: dict[str, list[HostRoute]], k: int) -> None:
+    for host, rs in routes.items():
+        lines = rule_commands(k, add=True)
+        for r in rs:
+            lines += r.commands()
+        _ip_batch(view.netns(host), lines)
+
+
+def remove_spray_routes(view: LabView, hosts: tuple[str, ...], k: int) -> None:
+    for host in hosts:
+        lines = rule_commands(k, add=False)
+        for i in range(k):
+            lines += [f"route flush table {TABLE + i}", f"route flush table {ACK_TABLE + i}"]
+        _ip_batch(view.netns(host), lines, check=False)
+
+
+# -- running ------------------------------------------------------------------------------
+
+
+class Generator:
+    """The generator process (lab.traffic.collective_run); killed on exit, also on error."""
+
+    def __init__(self, spec: RunSpec, out: Path) -> None:
+        self.spec = spec
+        self.out = out
+        self.proc: subprocess.Popen[str] | None = None
+        self.ready_ns = 0
+        self.iterations: list[tuple[int, int]] = []
+
+    def __enter__(self) -> Generator:
+        self.out.unlink(missing_ok=True)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "lab.traffic.collective_run", str(self.out)],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(self.spec.to_json() + "\n")
+        self.proc.stdin.flush()
+        line = self.line(60.0)
+        if not line.startswith("READY "):
+            raise LabError(f"collective generator did not start: {line or self._stderr()}")
+        self.ready_ns = int(line.split()[1])
+        return self
+
+    def line(self, timeout: float) -> str:
+        assert self.proc is not None and self.proc.stdout is not None
+        ready, _, _ = select.select([self.proc.stdout], [], [], max(0.0, timeout))
+        if not ready:
+            return ""
+        text = self.proc.stdout.readline().strip()
+        if not text and self.proc.poll() is not None:
+            return f"EXIT {self._stderr()}"
+        if text.startswith("ITER "):
+            _, idx, ns = text.split()
+            self.iterations.append((int(idx), int(ns)))
+        return text
+
+    def _stderr(self) -> str:
+        assert self.proc is not None
+        if self.proc.poll() is None or self.proc.stderr is None:
+            return "(no output)"
+        return self.proc.stderr.read().strip()[-2000:] or f"exit status {self.proc.returncode}"
+
+    def wait_done(self, timeout: float) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise LabError(f"collective generator: not done after {timeout:.0f} s")
+            line = self.line(left)
+            if line == "DONE":
+                break
+            if line.startswith(("ERROR", "EXIT")):
+                raise LabError(f"collective generator failed: {line}")
+        assert self.proc is not None
+        self.proc.wait(timeout=10)
+        result: dict[str, Any] = json.loads(self.out.read_text(encoding="utf-8"))
+        return result
+
+    def __exit__(self, *_exc: object) -> None:
+        if self.proc is None:
+            return
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        for stream in (self.proc.stdin, self.proc.stdout, self.proc.stderr):
+            if stream is not None and not stream.closed:
+                stream.close()
+
+
+def ideal_cct_ms(topo: Topology, flows: list[Flow], pattern: str, size: int, n: int) -> float:
+    """The host-cut bound: payload bytes of the busiest host over all its NICs."""
+    steps = 2 * (n - 1) if pattern == "ring" else 1
+    flow_bytes = steps * size / n
+    return ideal_pressure(topo, flows) * flow_bytes * 8 / 1e6 * 1e3
+
+
+def run_mode(
+    topo: Topology,
+    lab: RunningLab,
+    *,
+    view: LabView,
+    cfg: BenchConfig,
+    mode: str,
+    workdir: Path,
+    say: Progress,
+) -> dict[str, Any]:
+    assert lab.controller is not None
+    address = lab.controller.address
+    hosts = cfg.hosts
+    flows = collective_flows(list(hosts), cfg.pattern)
+    netns = tuple(view.netns(h) for h in hosts)
+    info: dict[str, Any] = {}
+    intent_id = None
+    spray_routes = False
+    try:
+        if mode == "ecmp":
+            specs = tcp_flows(topo, hosts, flows, {})
+            transport = "tcp"
+        elif mode == "pinned":
+            intent_id, intent = pinned_intent(address, hosts, cfg.pattern)
+            placed = {Flow(p.nodes[0], p.nodes[-1]): list(p.nodes) for p in intent.paths}
+            info["intent"] = intent_id
+            info["paths"] = {str(f): placed.get(f) for f in flows}
+            specs = tcp_flows(topo, hosts, flows, placed)
+            transport = "tcp"
+            say(f"pinned: intent {intent_id} holds {len(intent.paths)} paths")
+        elif mode == "spray":
+            specs, routes = spray_flows(topo, address, hosts, flows, cfg.spray_k)
+            install_spray_routes(view, routes, cfg.spray_k)
+            spray_routes = True
+            ks = sorted({len(s.paths) for s in specs})
+            info["paths_per_flow"] = ks
+            info["paths"] = {
+                str(f): [list(p.nodes) for p in s.paths] for f, s in zip(flows, specs, strict=True)
+            }
+            say(f"spray: {'/'.join(map(str, ks))} disjoint paths per flow from GetPaths")
+            transport = "spray"
+        else:
+            raise LabError(f"--mode {mode!r}: not one of {', '.join(MODES)}")
+        spec = RunSpec(transport, TRAFFIC_PATTERN[cfg.pattern], hosts, netns, specs, cfg.size,
+                       cfg.iterations, cfg.spray)  # fmt: skip
+        before = port_bytes(topo, view)
+        load_before = os.getloadavg()
+        fault: Fault | None = None
+        with Generator(spec, workdir / f"collective-{mode}.json") as gen:
+            t0 = time.monotonic()
+            say(f"{mode}: running {cfg.iterations} iterations")
+            if cfg.fail is not None:
+                fault = _fail_mid_run(lab, view, cfg, gen, say)
+            result = gen.wait_done(600.0)
+            elapsed = time.monotonic() - t0
+        after = port_bytes(topo, view)
+        load_after = os.getloadavg()
+    finally:
+        if intent_id is not None:
+            delete_intent(address, intent_id)
+        if spray_routes:
+            remove_spray_routes(view, hosts, cfg.spray_k)
+    bytes_ = delta(after, before)
+    util = {
+        k: v * 8 / (elapsed * 1e6 * _bw(topo, k)) for k, v in bytes_.items() if v > 0
+    }  # fmt: skip
+    hottest = max(util, key=lambda k: util[k]) if util else None
+    cct = [it["cct_ms"] for it in result["iterations"]]
+    out: dict[str, Any] = {
+        "cct_ms": cct,
+        "iterations": result["iterations"],
+        "max_link_utilization": util[hottest] if hottest else 0.0,
+        "hottest_link": hottest,
+        "link_bytes": bytes_,
+        "link_utilization": util,
+        "seconds": elapsed,
+        "load_average": {"before": list(load_before), "after": list(load_after)},
+        **info,
+    }
+    if "spray" in result:
+        out["spray"] = result["spray"]
+    if fault is not None:
+        out["fault"] = _fault_json(fault)
+        out.update(_progress_lost(result["iterations"], fault))
+    else:
+        out["clean_iterations"] = list(range(len(cct)))
+        out["cct_ms_median"] = statistics.median(cct) if cct else None
+    return out
+
+
+def _bw(topo: Topology, direction: str) -> float:
+    a, _, b = direction.partition("->")
+    return topo.link(a, b).bandwidth_mbps
+
+
+def _fail_mid_run(
+    lab: RunningLab, view: LabView, cfg: BenchConfig, gen: Generator, say: Progress
+) -> Fault:
+    """Fail the link a third of the way into the third iteration (after two have set the
+    pace); restore it ``failed_s`` later."""
+    assert cfg.fail is not None
+    while len(gen.iterations) < 2:
+        line = gen.line(120.0)
+        if not line or line.startswith(("ERROR", "EXIT", "DONE")):
+            raise LabError(f"collective generator stopped before the failure: {line}")
+    second = gen.iterations[1][1]
+    per = (second - gen.ready_ns) / 2 / 1e9
+    due = second / 1e9 + per / 3
+    _drain_until(gen, due)
+    fault = fail(lab.run, view, cfg.kind, list(cfg.fail))
+    say(f"{cfg.kind} failure of {'-'.join(cfg.fail)} injected ({fault.models})")
+    assert fault.injected is not None
+    _drain_until(gen, fault.injected.monotonic_ns / 1e9 + cfg.failed_s)
+    (fault,) = restore(lab.run, view, list(cfg.fail))
+    say(f"{'-'.join(cfg.fail)} restored")
+    return fault
+
+
+def _drain_until(gen: Generator, deadline_s: float) -> None:
+    while (left := deadline_s - time.monotonic()) > 0:
+        line = gen.line(left)
+        if line.startswith(("ERROR", "EXIT")):
+            raise LabError(f"collective generator failed: {line}")
+        if line == "DONE":
+            raise LabError("collective generator finished before the failure was over")
+
+
+def _fault_json(fault: Fault) -> dict[str, Any]:
+    def ns(stamp: Any) -> int | None:
+        return None if stamp is None else int(stamp.monotonic_ns)
+
+    return {
+        "kind": fault.kind,
+        "place": "-".join(fault.target),
+        "models": fault.models,
+        "injected_ns": ns(fault.injected),
+        "applied_ns": ns(fault.applied),
+        "restored_ns": ns(fault.restored),
+        "restore_done_ns": ns(fault.restore_done),
+    }
+
+
+def _progress_lost(iterations: list[dict[str, Any]], fault: Fault) -> dict[str, Any]:
+    assert fault.injected is not None and fault.restore_done is not None
+    start, end = fault.injected.monotonic_ns, fault.restore_done.monotonic_ns
+    hit = [it for it in iterations if it["finished_ns"] >= start and it["started_ns"] <= end]
+    clean = [it for it in iterations if it not in hit]
+    base = statistics.median(it["cct_ms"] for it in clean) if clean else None
+    lost = None if base is None else sum(max(0.0, it["cct_ms"] - base) for it in hit)
+    return {
+        "failure_iterations": [it["index"] for it in hit],
+        "clean_iterations": [it["index"] for it in clean],
+        "cct_ms_median": base,
+        "progress_lost_ms": lost,
+    }
+
+
+def run_bench(
+    topo: Topology, lab: RunningLab, cfg: BenchConfig, workdir: Path, say: Progress
+) -> dict[str, Any]:
+    view = LabView(
+        topo, lab.state.switch_kind, lab.state.netns_prefix, (lab.state.pid, lab.state.started_at)
+    )
+    n = len(cfg.hosts)
+    flows = collective_flows(list(cfg.hosts), cfg.pattern)
+    ideal = ideal_cct_ms(topo, flows, cfg.pattern, cfg.size, n)
+    analysis = analyze_ecmp(topo, cfg.hosts, cfg.pattern, seeds=200)
+    modes: dict[str, Any] = {}
+    for mode in cfg.modes:
+        m = run_mode(topo, lab, view=view, cfg=cfg, mode=mode, workdir=workdir, say=say)
+        base = m.get("cct_ms_median")
+        m["cct_ratio_to_ideal"] = base / ideal if base else None
+        modes[mode] = m
+        lost = m.get("progress_lost_ms")
+        say(
+            f"{mode}: CCT median {base or float('nan'):.0f} ms (ideal {ideal:.0f} ms, "
+            f"ratio {m['cct_ratio_to_ideal'] or float('nan'):.2f}), max link utilization "
+            f"{m['max_link_utilization'] * 100:.0f} % on {m['hottest_link']}"
+            + (f", progress lost {lost:.1f} ms" if lost is not None else "")
+        )
+    st = analysis.ratio_stats()
+    return {
+        "topology": topo.name,
+        "pattern": cfg.pattern,
+        "hosts": list(cfg.hosts),
+        "link_mbps": sorted({link.bandwidth_mbps for link in topo.links}),
+        "size_bytes": cfg.size,
+        "iterations": cfg.iterations,
+        "ideal_cct_ms": ideal,
+        "ideal": "host cut: the payload bytes the busiest host sends (or receives) over the "
+        "sum of its NICs' rates; headers (TCP/IPv6 ~4 %, spray's outer IPv6 + header ~8 %) "
+        "count against the modes",
+        "cct_ms": {k: v["cct_ms"] for k, v in modes.items()},
+        "cct_ratio_to_ideal": {k: v["cct_ratio_to_ideal"] for k, v in modes.items()},
+        "max_link_utilization": {k: v["max_link_utilization"] for k, v in modes.items()},
+        "progress_lost_ms": (
+            {k: v.get("progress_lost_ms") for k, v in modes.items()} if cfg.fail else None
+        ),
+        "failure": (
+            {"place": "-".join(cfg.fail), "kind": cfg.kind, "held_s": cfg.failed_s}
+            if cfg.fail
+            else None
+        ),
+        "prediction": {
+            "ecmp_expected_ratio": analysis.expected.ratio_to_ideal,
+            "ecmp_hash_model_ratio": st,
+            "pinned_ratio": analysis.pinned.ratio_to_ideal if analysis.pinned else None,
+            "spray_ratio": analysis.spray.ratio_to_ideal if analysis.spray else None,
+        },
+        "spray_config": {
+            "k": cfg.spray_k,
+            "window": cfg.spray.window,
+            "min_rto_ms": cfg.spray.min_rto_ms,
+            "probe_interval_ms": cfg.spray.probe_interval_ms,
+            "readmit_after": cfg.spray.readmit_after,
+            "payload_bytes": PAYLOAD,
+        },
+        "cpu": {"cores": os.cpu_count(), "load_average_end": list(os.getloadavg())},
+        "modes": modes,
+    }
+
+
+def write_png(report: dict[str, Any], out: Path) -> None:
+    """The modes side by side: CCT per iteration (the failure's iterations marked), the
+    ratio to the ideal and the hottest link's utilization, spray's reorder histogram."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    modes = list(report["modes"])
+    colors = {"ecmp": "tab:red", "pinned": "tab:blue", "spray": "tab:green"}
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4.4))
+    ax = axes[0]
+    width = 0.8 / max(1, len(modes))
+    for j, mode in enumerate(modes):
+        m = report["modes"][mode]
+        xs = [i + (j - (len(modes) - 1) / 2) * width for i in range(len(m["cct_ms"]))]
+        bad = set(m.get("failure_iterations", []))
+        ax.bar(xs, m["cct_ms"], width, color=colors.get(mode, "grey"), label=mode,
+               edgecolor=["black" if i in bad else "none" for i in range(len(xs))])  # fmt: skip
+    ax.axhline(report["ideal_cct_ms"], color="black", ls="--", lw=1, label="ideal")
+    ax.set_xlabel("iteration (outlined: overlapped the failure)")
+    ax.set_ylabel("collective completion time (ms)")
+    ax.set_yscale("log")
+    ax.legend(fontsize=8)
+    ax = axes[1]
+    ratios = [report["modes"][m]["cct_ratio_to_ideal"] or 0 for m in modes]
+    utils = [report["modes"][m]["max_link_utilization"] for m in modes]
+    pos = list(range(len(modes)))
+    ax.bar([x - 0.2 for x in pos], ratios, 0.4, color=[colors.get(m, "grey") for m in modes])
+    ax.bar([x + 0.2 for x in pos], utils, 0.4, color="lightgrey", label="max link utilization")
+    for x, r in zip(pos, ratios, strict=True):
+        ax.text(x - 0.2, r, f"{r:.2f}", ha="center", va="bottom", fontsize=8)
+    for x, u in zip(pos, utils, strict=True):
+        ax.text(x + 0.2, u, f"{u * 100:.0f}%", ha="center", va="bottom", fontsize=8)
+    ax.axhline(1.0, color="black", ls="--", lw=1)
+    ax.axhline(1.1, color="grey", ls=":", lw=1)
+    ax.set_xticks(pos, modes)
+    ax.set_title("median CCT / ideal (colour); hottest link utilization (grey)", fontsize=9)
+    ax.legend(fontsize=8)
+    ax = axes[2]
+    spray = report["modes"].get("spray", {}).get("spray")
+    lost = report.get("progress_lost_ms")
+    if spray:
+        hist = spray["reorder_histogram"]
+        ax.bar(range(len(hist)), [max(v, 0.5) for v in hist.values()], color="tab:green")
+        ax.set_xticks(range(len(hist)), list(hist), fontsize=8)
+        ax.set_yscale("log")
+        ax.set_xlabel("reorder distance (packets behind the highest, bucket >= b)")
+        ax.set_ylabel("packets")
+        events = spray["path_events"]
+        ret = sum(1 for e in events if e["event"] == "retired")
+        adm = sum(1 for e in events if e["event"] == "readmitted")
+        ax.set_title(f"spray: reordering; {ret} path retirements, {adm} re-admissions",
+                     fontsize=9)  # fmt: skip
+    else:
+        ax.axis("off")
+    title = (
+        f"{report['pattern']} among {len(report['hosts'])} hosts of {report['topology']}, "
+        f"{report['size_bytes'] // 1024} KiB per rank, links {report['link_mbps']} Mbit/s"
+    )
+    if report.get("failure"):
+        f = report["failure"]
+        title += f"; {f['kind']} failure of {f['place']} for {f['held_s']:g} s"
+        if lost:
+            title += (
+                " (progress lost: "
+                + ", ".join(f"{k} {v:.0f} ms" for k, v in lost.items() if v is not None)
+                + ")"
+            )
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+
+
+def summary_rows(report: dict[str, Any]) -> list[str]:
+    lines = [
+        f"  {'mode':<8}{'CCT median':>12}{'ratio':>8}{'max util':>10}  {'progress lost':>14}"
+        f"  hottest link"
+    ]
+    for mode, m in report["modes"].items():
+        med = m.get("cct_ms_median")
+        ratio = m.get("cct_ratio_to_ideal")
+        lost = m.get("progress_lost_ms")
+        lines.append(
+            f"  {mode:<8}{'n/a' if med is None else f'{med:.0f} ms':>12}"
+            f"{'n/a' if ratio is None else f'{ratio:.2f}':>8}"
+            f"{m['max_link_utilization'] * 100:>9.0f}%  "
+            f"{'-' if lost is None else f'{lost:.1f} ms':>14}  {m['hottest_link']}"
+        )
+    lines.append(f"  ideal CCT {report['ideal_cct_ms']:.0f} ms (host cut)")
+    return lines
+
+
+def gpu_hosts(topo: Topology, count: int) -> tuple[str, ...]:
+    from controller.analysis import default_hosts
+
+    hosts = default_hosts(topo, count)
+    if len(hosts) < 2:
+        raise LabError(f"{topo.name} has fewer than 2 hosts for a collective")
+    return hosts
+
+
+def check_size(size: int, n: int) -> None:
+    if size < n * PAYLOAD:
+        raise LabError(f"--size {size}: at least {n * PAYLOAD} bytes ({n} ranks x {PAYLOAD})")
+    if not math.isfinite(size):
+        raise LabError("--size must be finite")

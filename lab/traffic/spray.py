@@ -1,0 +1,558 @@
+"""MRC-style packet spraying from the hosts: every packet of a flow goes on one of K
+disjoint SRv6 paths, chosen by the sending host; a path that loses a packet is retired at
+once and probed before it carries data again.
+
+How the host builds the SRv6 encapsulation: with the kernel, per path. In each host
+namespace, path i of every destination is a route in routing table ``TABLE + i``:
+``<dst NIC addr>/128 encap seg6 mode encap.red segs <uSID container> via <gw> dev <nic>``
+(plus ``<container>/128 via <gw> dev <nic>`` for the encapsulated packet's own lookup), and
+``ip rule fwmark MARK + i lookup TABLE + i``. The sender keeps one UDP socket per path
+with ``SO_MARK = MARK + i`` and picks the path of a packet by the socket it sends it from.
+So the kernel encapsulates (no per-packet header building or checksums in Python), the
+routes can be checked with ``ip -n <host> -6 route show table all``, and every path's
+container fits one uSID carrier: ``encap.red`` then adds no SRH, which the SR domain's
+edge filter (SRH from a host port toward an internal SID: dropped) lets through. Acks and
+probe replies go back on the reverse of the path the packet came on (tables
+``ACK_TABLE + i``), so a dead path loses its acks too and nothing else does.
+
+Transport, per flow: sequence numbers over the flow, per-path sequence numbers, a window
+of ``window`` packets in flight per path (no pacing: acks clock the sender; the windows
+keep the htb queues far from their limit, so a loss means a failure, not congestion).
+The receiver acks cumulatively per path (every ``ack_every`` packets, and whatever arrived
+by the end of each turn of its loop) and sends a NACK at once when a path's sequence
+numbers jump (paths are FIFO: the packets in between were lost). The sender also declares
+a packet lost when it is older than ``min_rto`` and a packet sent more than a reorder
+window after it, on another path, was acked (the network, not a stalled process, lost it),
+or when it is older than ``max(4 (2 srtt + 4 rttvar), 50 ms)``. A loss retires the
+path at once; its packets in flight are sent again on the others. A retired path gets a
+probe every ``probe_interval``; ``readmit_after`` answered probes in a row re-admit it (a
+probe unanswered after ``probe_timeout`` starts the count again).
+The receiver tolerates any order (it counts unique packets) and keeps a histogram of the
+reorder distance (how far behind the highest sequence number a packet arrives).
+"""
+
+from __future__ import annotations
+
+import selectors
+import socket
+import struct
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from lab.nsenter import netns
+
+MAGIC = 0x5350
+HEADER = struct.Struct("!HBBHHIIq")
+"""magic, type, path, flow, reserved, seq, path seq, send time (ns)."""
+DATA, ACK, PROBE, PROBE_ACK, NACK = 1, 2, 3, 4, 5
+PACKET = 1400
+"""UDP payload bytes of a data packet: 1400 + 8 + 40 (inner) + 40 (outer) fits 1500."""
+PAYLOAD = PACKET - HEADER.size
+TABLE = 5370
+MARK = 0x5370
+ACK_TABLE = 5470
+ACK_MARK = 0x5470
+RULE_PREF = 5370
+DEFAULT_PORT = 47300
+SO_MARK = 36
+SO_RCVBUFFORCE = 33
+_FILL = bytes(PAYLOAD)
+
+
+@dataclass(frozen=True)
+class SprayPath:
+    """One path of a flow: the host NIC addresses at its ends and its uSID container, and
+    the same for its reverse (acks)."""
+
+    index: int
+    nodes: tuple[str, ...]
+    src_addr: str
+    dst_addr: str
+    sid: str
+    reverse_sid: str
+
+
+@dataclass(frozen=True)
+class SprayFlow:
+    flow_id: int
+    src: int
+    """Rank indexes."""
+    dst: int
+    paths: tuple[SprayPath, ...]
+
+
+@dataclass(frozen=True)
+class HostRoute:
+    """A route of a host namespace that spraying needs (``ip -6 route`` words)."""
+
+    table: int
+    dst: str
+    sid: str
+    gateway: str
+    dev: str
+
+    def commands(self) -> list[str]:
+        return [
+            f"route replace {self.dst}/128 encap seg6 mode encap.red segs {self.sid} "
+            f"via {self.gateway} dev {self.dev} table {self.table}",
+            f"route replace {self.sid}/128 via {self.gateway} dev {self.dev} table {self.table}",
+        ]
+
+
+def rule_commands(paths: int, add: bool) -> list[str]:
+    verb = "add" if add else "del"
+    out = []
+    for i in range(paths):
+        out.append(f"rule {verb} fwmark {MARK + i} lookup {TABLE + i} pref {RULE_PREF + i}")
+        out.append(
+            f"rule {verb} fwmark {ACK_MARK + i} lookup {ACK_TABLE + i} pref {RULE_PREF + 50 + i}"
+        )
+    return out
+
+
+# -- the transport -------------------------------------------------------------------------
+
+
+@dataclass
+class PathState:
+    index: int
+    healthy: bool = True
+    window: int = 8
+    in_flight: int = 0
+    next_pseq: int = 0
+    srtt_ns: float = 0.0
+    rttvar_ns: float = 0.0
+    retired_ns: int = 0
+    probe_due_ns: int = 0
+    probe_seq: int = 0
+    probes_ok: int = 0
+    probe_pending: dict[int, int] = field(default_factory=dict)
+    sent: int = 0
+    lost: int = 0
+    lost_reported: int = 0
+
+
+@dataclass
+class Sender:
+    flow: SprayFlow
+    paths: list[PathState]
+    socks: list[socket.socket]
+    """Per path: the marked socket of the sending host for that path's NIC."""
+    limit: int = 0
+    """Packets this flow may send in total so far (the collective raises it)."""
+    next_seq: int = 0
+    outstanding: dict[int, tuple[int, int, int]] = field(default_factory=dict)
+    """seq -> (path, path seq, send ns)."""
+    by_path: list[deque[tuple[int, int, int]]] = field(default_factory=list)
+    """Per path, in send order: (path seq, seq, send ns) of packets in flight."""
+    resend: deque[int] = field(default_factory=deque)
+    acked: bytearray = field(default_factory=bytearray)
+    rr: int = 0
+    retransmits: int = 0
+    last_ack_send_ns: int = 0
+    """The send time of the newest packet acked (any path)."""
+
+
+@dataclass
+class Receiver:
+    flow: SprayFlow
+    socks: list[socket.socket]
+    """Per path: the receiving host's marked socket for acks on that path's reverse."""
+    seen: bytearray = field(default_factory=bytearray)
+    unique: int = 0
+    duplicates: int = 0
+    highest: int = -1
+    reorder: dict[int, int] = field(default_factory=dict)
+    """Reorder distance bucket (0, 1, 2, 4, 8, ...: at least that far behind) -> packets."""
+    expected: list[int] = field(default_factory=list)
+    """Per path: the next path sequence number due."""
+    pending: list[tuple[int, int] | None] = field(default_factory=list)
+    """Per path: (path seq, send ns) of the newest packet not acked yet."""
+    unacked: list[int] = field(default_factory=list)
+    nacked: list[int] = field(default_factory=list)
+    """Per path: packets reported missing so far (every ACK carries it)."""
+
+
+@dataclass
+class SprayConfig:
+    window: int = 8
+    ack_every: int = 4
+    burst: int = 1
+    min_rto_ms: float = 4.0
+    probe_interval_ms: float = 5.0
+    probe_timeout_ms: float = 100.0
+    readmit_after: int = 3
+
+
+Event = dict[str, Any]
+
+
+class SprayEngine:
+    """Every flow of a run, in one thread: senders, receivers, acks, loss detection,
+    retirement and probing. ``on_delivered(flow_id, unique)`` runs when a flow's receiver
+    counts a new packet (the collective's step logic lives there)."""
+
+    def __init__(
+        self,
+        flows: Sequence[SprayFlow],
+        send_socks: dict[tuple[int, str, int], socket.socket],
+        recv_socks: dict[int, socket.socket],
+        *,
+        config: SprayConfig,
+        port: int = DEFAULT_PORT,
+    ) -> None:
+        self.cfg = config
+        self.port = port
+        self.flows = {f.flow_id: f for f in flows}
+        self.senders: dict[int, Sender] = {}
+        self.receivers: dict[int, Receiver] = {}
+        for f in flows:
+            k = len(f.paths)
+            self.senders[f.flow_id] = Sender(
+                f,
+                [PathState(i, window=config.window) for i in range(k)],
+                [send_socks[(f.src, p.src_addr, MARK + p.index)] for p in f.paths],
+                by_path=[deque() for _ in range(k)],
+            )
+            self.receivers[f.flow_id] = Receiver(
+                f,
+                [send_socks[(f.dst, p.dst_addr, ACK_MARK + p.index)] for p in f.paths],
+                expected=[0] * k,
+                pending=[None] * k,
+                unacked=[0] * k,
+                nacked=[0] * k,
+            )
+        self.recv_socks = recv_socks
+        self.events: list[Event] = []
+        self.on_delivered: Callable[[int, int], None] = lambda _f, _n: None
+        self.sel = selectors.DefaultSelector()
+        for sock in recv_socks.values():
+            sock.setblocking(False)
+            self.sel.register(sock, selectors.EVENT_READ)
+        for sock in send_socks.values():
+            sock.setblocking(False)
+        self.send_errors = 0
+        self._buf = bytearray(2048)
+
+    def close(self) -> None:
+        self.sel.close()
+
+    # sending --------------------------------------------------------------------------
+
+    def _send(self, sock: socket.socket, data: bytes, addr: str) -> bool:
+        try:
+            sock.sendto(data, (addr, self.port))
+            return True
+        except (BlockingIOError, OSError):
+            self.send_errors += 1
+            return False
+
+    def pump(self, now: int) -> None:
+        """Send what the windows allow, on the healthy paths, round robin, up to ``burst``
+        packets per turn of a path (one datagram each)."""
+        burst = max(1, self.cfg.burst)
+        for s in self.senders.values():
+            n = len(s.paths)
+            while s.resend or s.next_seq < s.limit:
+                chosen = None
+                for j in range(n):
+                    p = s.paths[(s.rr + j) % n]
+                    if p.healthy and p.in_flight < p.window:
+                        chosen = p
+                        s.rr = (s.rr + j + 1) % n
+                        break
+                if chosen is None:
+                    break
+                seqs: list[int] = []
+                room = min(burst, chosen.window - chosen.in_flight)
+                while len(seqs) < room and (s.resend or s.next_seq < s.limit):
+                    if s.resend:
+                        seq = s.resend.popleft()
+                        if seq < len(s.acked) and s.acked[seq]:
+                            continue
+                        s.retransmits += 1
+                    else:
+                        seq = s.next_seq
+                        s.next_seq += 1
+                        if seq >= len(s.acked):
+                            s.acked.extend(bytes(max(1024, seq + 1 - len(s.acked))))
+                    seqs.append(seq)
+                if not seqs:
+                    continue
+                i = chosen.index
+                pseq = chosen.next_pseq
+                sock, addr = s.socks[i], s.flow.paths[i].dst_addr
+                sent = 0
+                for j, seq in enumerate(seqs):
+                    head = HEADER.pack(MAGIC, DATA, i, s.flow.flow_id, 0, seq, pseq + j, now)
+                    if not self._send(sock, head + _FILL, addr):
+                        break
+                    sent += 1
+                if sent < len(seqs):
+                    s.resend.extendleft(reversed(seqs[sent:]))
+                seqs = seqs[:sent]
+                for j, seq in enumerate(seqs):
+                    s.outstanding[seq] = (i, pseq + j, now)
+                    s.by_path[i].append((pseq + j, seq, now))
+                chosen.next_pseq += len(seqs)
+                chosen.in_flight += len(seqs)
+                chosen.sent += len(seqs)
+                if sent == 0:
+                    break  # the socket is full: try again next turn
+
+    # receiving ------------------------------------------------------------------------
+
+    def poll(self, timeout: float) -> None:
+        for key, _ in self.sel.select(timeout):
+            sock = key.fileobj
+            assert isinstance(sock, socket.socket)
+            for _ in range(256):
+                try:
+                    n = sock.recv_into(self._buf)
+                except BlockingIOError:
+                    break
+                if n >= HEADER.size:
+                    self._packet(bytes(self._buf[: HEADER.size]))
+
+    def _packet(self, head: bytes) -> None:
+        magic, kind, path, flow_id, _r, seq, pseq, sent = HEADER.unpack(head)
+        if magic != MAGIC or flow_id not in self.flows:
+            return
+        if kind == DATA:
+            self._data(flow_id, path, seq, pseq, sent)
+        elif kind == ACK:
+            self._ack(flow_id, path, seq, pseq, sent)
+        elif kind == NACK:
+            self._nack(flow_id, path, seq, pseq)
+        elif kind == PROBE:
+            r = self.receivers[flow_id]
+            p = r.flow.paths[path]
+            reply = HEADER.pack(MAGIC, PROBE_ACK, path, flow_id, 0, seq, pseq, sent)
+            self._send(r.socks[path], reply, p.src_addr)
+        elif kind == PROBE_ACK:
+            self._probe_ack(flow_id, path, seq)
+
+    def _data(self, flow_id: int, path: int, seq: int, pseq: int, sent: int) -> None:
+        r = self.receivers[flow_id]
+        due = r.expected[path]
+        if pseq > due:  # the path is FIFO: the packets in between were lost
+            r.nacked[path] += pseq - due
+            nack = HEADER.pack(MAGIC, NACK, path, flow_id, 0, due, pseq - 1, sent)
+            self._send(r.socks[path], nack, r.flow.paths[path].src_addr)
+        if pseq >= due:
+            r.expected[path] = pseq + 1
+            r.pending[path] = (pseq, sent)
+            r.unacked[path] += 1
+            if r.unacked[path] >= self.cfg.ack_every:
+                self._send_ack(r, path)
+        if seq >= len(r.seen):
+            r.seen.extend(bytes(max(1024, seq + 1 - len(r.seen))))
+        if r.seen[seq]:
+            r.duplicates += 1
+            return
+        r.seen[seq] = 1
+        r.unique += 1
+        if seq > r.highest:
+            r.highest = seq
+            bucket = 0
+        else:
+            dist = r.highest - seq
+            bucket = 1 << (dist.bit_length() - 1)
+        r.reorder[bucket] = r.reorder.get(bucket, 0) + 1
+        self.on_delivered(flow_id, r.unique)
+
+    def _send_ack(self, r: Receiver, path: int) -> None:
+        pending = r.pending[path]
+        if pending is None:
+            return
+        pseq, sent = pending
+        ack = HEADER.pack(MAGIC, ACK, path, r.flow.flow_id, 0, r.nacked[path], pseq, sent)
+        self._send(r.socks[path], ack, r.flow.paths[path].src_addr)
+        r.pending[path] = None
+        r.unacked[path] = 0
+
+    def flush_acks(self) -> None:
+        """Ack what arrived since the last ack (cumulative per path): call every turn."""
+        for r in self.receivers.values():
+            for path, pending in enumerate(r.pending):
+                if pending is not None:
+                    self._send_ack(r, path)
+
+    def _ack(self, flow_id: int, path: int, nacked: int, pseq: int, sent: int) -> None:
+        """Everything sent on ``path`` up to ``pseq`` arrived, but for the packets NACKed
+        (``nacked`` counts them; if an earlier NACK went missing, the packets still open
+        up to ``pseq`` are treated as lost)."""
+        s = self.senders[flow_id]
+        st = s.paths[path]
+        q = s.by_path[path]
+        missed_nack = nacked > st.lost_reported
+        while q and q[0][0] <= pseq:
+            _p, seq, _t = q.popleft()
+            info = s.outstanding.get(seq)
+            if info is None or info[0] != path:
+                continue
+            if missed_nack:
+                self._lost(s, path, seq, "a NACK went missing")
+                continue
+            del s.outstanding[seq]
+            st.in_flight -= 1
+            if seq < len(s.acked):
+                s.acked[seq] = 1
+        st.lost_reported = max(st.lost_reported, nacked)
+        rtt = time.monotonic_ns() - sent
+        if st.srtt_ns == 0:
+            st.srtt_ns, st.rttvar_ns = float(rtt), rtt / 2
+        else:
+            st.rttvar_ns = 0.75 * st.rttvar_ns + 0.25 * abs(st.srtt_ns - rtt)
+            st.srtt_ns = 0.875 * st.srtt_ns + 0.125 * rtt
+        s.last_ack_send_ns = max(s.last_ack_send_ns, sent)
+
+    def _nack(self, flow_id: int, path: int, first: int, last: int) -> None:
+        s = self.senders[flow_id]
+        st = s.paths[path]
+        st.lost_reported += last - first + 1
+        q = s.by_path[path]
+        while q and q[0][0] <= last:
+            pseq, seq, _t = q.popleft()
+            info = s.outstanding.get(seq)
+            if pseq >= first and info is not None and info[0] == path:
+                self._lost(s, path, seq, "the receiver saw a gap in the path's sequence")
+
+    def _lost(self, s: Sender, path: int, seq: int, why: str) -> None:
+        del s.outstanding[seq]
+        st = s.paths[path]
+        st.in_flight -= 1
+        st.lost += 1
+        s.resend.append(seq)
+        if st.healthy:
+            self._retire(s, st, why)
+
+    def _retire(self, s: Sender, st: PathState, why: str) -> None:
+        now = time.monotonic_ns()
+        st.healthy = False
+        st.retired_ns = now
+        st.probe_due_ns = now
+        st.probes_ok = 0
+        self.events.append(self._event(s, st, "retired", now, why))
+        # Its packets in flight go again on the other paths now.
+        for _pseq, seq, _t in s.by_path[st.index]:
+            if seq in s.outstanding and s.outstanding[seq][0] == st.index:
+                del s.outstanding[seq]
+                s.resend.append(seq)
+        s.by_path[st.index].clear()
+        st.in_flight = 0
+
+    def _event(self, s: Sender, st: PathState, what: str, now: int, why: str) -> Event:
+        return {
+            "monotonic_ns": now,
+            "flow": s.flow.flow_id,
+            "src": s.flow.src,
+            "dst": s.flow.dst,
+            "path": st.index,
+            "nodes": list(s.flow.paths[st.index].nodes),
+            "event": what,
+            "reason": why,
+        }
+
+    def _probe_ack(self, flow_id: int, path: int, seq: int) -> None:
+        s = self.senders[flow_id]
+        st = s.paths[path]
+        if st.healthy or st.probe_pending.pop(seq, None) is None:
+            return
+        st.probes_ok += 1
+        if st.probes_ok >= self.cfg.readmit_after:
+            now = time.monotonic_ns()
+            st.healthy = True
+            st.srtt_ns = st.rttvar_ns = 0.0
+            self.events.append(
+                self._event(s, st, "readmitted", now, f"{st.probes_ok} probes answered in a row")
+            )
+
+    # timers ---------------------------------------------------------------------------
+
+    def timers(self, now: int) -> None:
+        min_rto = self.cfg.min_rto_ms * 1e6
+        interval = int(self.cfg.probe_interval_ms * 1e6)
+        probe_timeout = self.cfg.probe_timeout_ms * 1e6
+        for s in self.senders.values():
+            for st in s.paths:
+                if st.healthy:
+                    q = s.by_path[st.index]
+                    if not q:
+                        continue
+                    _pseq, seq, sent = q[0]
+                    rto = max(min_rto, 2 * st.srtt_ns + 4 * st.rttvar_ns)
+                    late = now - sent
+                    # Evidence: a packet sent a reorder window after this one, on another
+                    # path, was acked (the paths share both hosts' NIC queues, so they
+                    # differ only in the fabric); or no ack at all for long.
+                    overtaken = s.last_ack_send_ns - sent > min_rto + st.srtt_ns / 8
+                    if (overtaken and late > min_rto) or late > max(4 * rto, 50e6):
+                        q.popleft()
+                        if seq in s.outstanding and s.outstanding[seq][0] == st.index:
+                            why = f"no ack after {late / 1e6:.1f} ms" + (
+                                ", later packets on other paths were" if overtaken else ""
+                            )
+                            self._lost(s, st.index, seq, why)
+                    continue
+                if now >= st.probe_due_ns:
+                    expired = [k for k, t in st.probe_pending.items() if now - t > probe_timeout]
+                    if expired:
+                        st.probes_ok = 0  # a probe went unanswered: start counting again
+                        for k in expired:
+                            del st.probe_pending[k]
+                    st.probe_seq += 1
+                    st.probe_pending[st.probe_seq] = now
+                    st.probe_due_ns = now + interval
+                    p = s.flow.paths[st.index]
+                    probe = HEADER.pack(MAGIC, PROBE, st.index, s.flow.flow_id, 0,
+                                        st.probe_seq, 0, now)  # fmt: skip
+                    self._send(s.socks[st.index], probe, p.dst_addr)
+
+    def stats(self) -> dict[str, Any]:
+        hist: dict[int, int] = {}
+        dup = 0
+        for r in self.receivers.values():
+            dup += r.duplicates
+            for b, n in r.reorder.items():
+                hist[b] = hist.get(b, 0) + n
+        per_path = [
+            {
+                "flow": s.flow.flow_id,
+                "path": st.index,
+                "nodes": list(s.flow.paths[st.index].nodes),
+                "sent": st.sent,
+                "lost": st.lost,
+                "healthy_at_end": st.healthy,
+            }
+            for s in self.senders.values()
+            for st in s.paths
+        ]
+        return {
+            "reorder_histogram": {str(k): hist[k] for k in sorted(hist)},
+            "reorder_note": "bucket b: packets that arrived at least b (and under 2b) "
+            "sequence numbers behind the highest one seen; 0: in order",
+            "duplicates": dup,
+            "retransmits": sum(s.retransmits for s in self.senders.values()),
+            "send_errors": self.send_errors,
+            "path_events": self.events,
+            "paths": per_path,
+        }
+
+
+def open_socket(ns: str, addr: str, mark: int | None, port: int = 0) -> socket.socket:
+    """A UDP socket in namespace ``ns`` bound to ``addr`` (and ``port``), marked."""
+    with netns(ns):
+        sock = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+    if mark is not None:
+        sock.setsockopt(socket.SOL_SOCKET, SO_MARK, mark)
+    if port:
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, 8 * 1024 * 1024)
+        except PermissionError:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8 * 1024 * 1024)
+    sock.bind((addr, port))
+    return sock
