@@ -192,8 +192,8 @@ def _register_collectives(
         help="disjoint paths per flow asked of GetPaths (fewer when fewer exist; default: 4)",
     )  # fmt: skip
     col.add_argument(
-        "--window", type=_positive_int, default=8, metavar="PKTS",
-        help="spray: packets in flight per path (default: 8)",
+        "--window", type=_positive_int, default=4, metavar="PKTS",
+        help="spray: packets in flight per path (default: 4)",
     )  # fmt: skip
     col.add_argument("--json", type=Path, metavar="OUT", help="write the JSON report here")
     col.add_argument("--png", type=Path, metavar="OUT", help="write the PNG here")
@@ -348,6 +348,7 @@ def _collectives(args: argparse.Namespace) -> int:
         print(f"  [{time.monotonic() - started:5.1f} s] {text}", flush=True)
 
     def terminated(_sig: int, _frame: object) -> None:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second one must not cut the cleanup
         raise SystemExit(143)  # unwinds: the generator, spray routes and the lab go too
 
     signal.signal(signal.SIGTERM, terminated)

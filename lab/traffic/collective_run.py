@@ -42,6 +42,7 @@ from lab.traffic.spray import (
 )
 
 TCP_PORT = 47200
+TCP_MSS = 1380
 
 
 @dataclass(frozen=True)
@@ -138,6 +139,9 @@ def run_tcp(spec: RunSpec, stop: threading.Event) -> dict[str, Any]:
             with netns(spec.netns[f.src]):
                 tx = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
             tx.bind((f.src_addr, 0))
+            # Full-size segments plus a headend's 40-byte SRv6 encapsulation would not fit
+            # the fabric's 1500-byte MTU (pinned mode): clamp the MSS, as fabrics do.
+            tx.setsockopt(socket.IPPROTO_TCP, socket.TCP_MAXSEG, TCP_MSS)
             tx.settimeout(5.0)
             try:
                 tx.connect((f.dst_addr, TCP_PORT))

@@ -23,10 +23,11 @@ by the end of each turn of its loop) and sends a NACK at once when a path's sequ
 numbers jump (paths are FIFO: the packets in between were lost). The sender also declares
 a packet lost when it is older than ``min_rto`` and a packet sent more than a reorder
 window after it, on another path, was acked (the network, not a stalled process, lost it),
-or when it is older than ``max(4 (2 srtt + 4 rttvar), 50 ms)``. A loss retires the
-path at once; its packets in flight are sent again on the others. A retired path gets a
-probe every ``probe_interval``; ``readmit_after`` answered probes in a row re-admit it (a
-probe unanswered after ``probe_timeout`` starts the count again).
+or when it is older than ``max(4 (2 srtt + 4 rttvar), 4 srtt of the flow's slowest path,
+200 ms)``. A loss retires the path at once; its packets in flight are sent again on the
+others. A retired path gets a probe every ``probe_interval``; ``readmit_after`` answered
+probes in a row re-admit it (a probe unanswered after ``probe_timeout`` starts the count
+again).
 The receiver tolerates any order (it counts unique packets) and keeps a histogram of the
 reorder distance (how far behind the highest sequence number a packet arrives).
 """
@@ -178,7 +179,7 @@ class Receiver:
 
 @dataclass
 class SprayConfig:
-    window: int = 8
+    window: int = 4
     ack_every: int = 4
     burst: int = 1
     min_rto_ms: float = 4.0
@@ -466,7 +467,6 @@ class SprayEngine:
         if st.probes_ok >= self.cfg.readmit_after:
             now = time.monotonic_ns()
             st.healthy = True
-            st.srtt_ns = st.rttvar_ns = 0.0
             self.events.append(
                 self._event(s, st, "readmitted", now, f"{st.probes_ok} probes answered in a row")
             )
@@ -490,7 +490,8 @@ class SprayEngine:
                     # path, was acked (the paths share both hosts' NIC queues, so they
                     # differ only in the fabric); or no ack at all for long.
                     overtaken = s.last_ack_send_ns - sent > min_rto + st.srtt_ns / 8
-                    if (overtaken and late > min_rto) or late > max(4 * rto, 50e6):
+                    slowest = max(p.srtt_ns for p in s.paths)
+                    if (overtaken and late > min_rto) or late > max(4 * rto, 4 * slowest, 200e6):
                         q.popleft()
                         if seq in s.outstanding and s.outstanding[seq][0] == st.index:
                             why = f"no ack after {late / 1e6:.1f} ms" + (
