@@ -381,8 +381,14 @@ class PathProber:
         missed = target.seq - target.last_rx
         for link in suspects:
             self._check(link, fresh=True)
-        # confirm: a congested link still passes some echoes, a gray one none
-        await asyncio.sleep(self.confirm * self.interval)
+        # confirm: a congested link still passes some echoes, a gray one none. Wait for
+        # the echoes themselves (a loaded loop ticks late), then one interval for replies.
+        checks = [self.checks[link] for link in suspects if link in self.checks]
+        for _ in range(20 * self.confirm):
+            if all(c.sent >= self.confirm or c.answered for c in checks):
+                break
+            await asyncio.sleep(self.interval)
+        await asyncio.sleep(self.interval)
         dead = frozenset(
             link
             for link in suspects

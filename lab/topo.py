@@ -60,8 +60,8 @@ class LabTopo(Topo):  # type: ignore[misc]
                 addr2=link.b.mac,
                 ifindex1=FIRST_IFINDEX + 2 * number,
                 ifindex2=FIRST_IFINDEX + 2 * number + 1,
-                params1={"link_local": str(link.a.link_local), "mtu": _mtu(link)},
-                params2={"link_local": str(link.b.link_local), "mtu": _mtu(link)},
+                params1=_params(link.a.link_local, link),
+                params2=_params(link.b.link_local, link),
                 bw=link.bandwidth_mbps,
                 link_name=link.name,
             )
@@ -73,8 +73,11 @@ once a headend adds its SRv6 encapsulation (40 bytes, plus an SRH), as in produc
 fabrics; otherwise TCP over a steered path black-holes."""
 
 
-def _mtu(link: Any) -> int | None:
-    return FABRIC_MTU if link.kind == "fabric" else None
+def _params(link_local: Any, link: Any) -> dict[str, Any]:
+    params: dict[str, Any] = {"link_local": str(link_local)}
+    if link.kind == "fabric":
+        params["mtu"] = FABRIC_MTU
+    return params
 
 
 def host_routes(topology: Topology, host: Host) -> tuple[HostRoute, ...]:
