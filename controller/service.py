@@ -32,6 +32,7 @@ import finsy as fy
 
 from controller.compiler import entities
 from controller.intents import (
+    KINDS,
     Connectivity,
     Impossible,
     Intent,
@@ -238,7 +239,8 @@ class ControllerService:
                 if intent_id in self.intents:
                     raise Conflict(f"id: intent {intent_id!r} exists")
             kind = data.get("kind") if isinstance(data, Mapping) else None
-            spec = parse_spec(data, self.topo, f"spec.{kind}" if isinstance(kind, str) else "spec")
+            where = f"spec.{kind}" if kind in KINDS else "spec"  # the API's oneof, named
+            spec = parse_spec(data, self.topo, where)
             if isinstance(spec, Connectivity) and any(
                 isinstance(i.spec, Connectivity) for i in self.intents.values()
             ):
@@ -335,7 +337,14 @@ class ControllerService:
             # 1. make-before-break to what survives (other lists, precomputed backups):
             #    only the affected policies' ingress entries change
             affected = frozenset().union(*(self.solution.affected(k) for k in changed))
-            rules = fast_reroute(self.topo, self.solution, changed) if affected else {}
+            # a port that went down took its ECMP members with it in the data plane; a
+            # gray link (reason probe) did not: prune it at its two ends as well
+            gray = reason == "probe"
+            rules = (
+                fast_reroute(self.topo, self.solution, changed, live=self.live if gray else None)
+                if affected or gray
+                else {}
+            )
             if rules:
                 timeline.computed_ns = time.monotonic_ns()
                 version = self._push({n: entities(r) for n, r in rules.items()}, only=True)

@@ -28,6 +28,7 @@ from controller.compiler import (
     SegmentError,
     SegmentList,
     SwitchRules,
+    compile_fabric,
     compile_network,
     compile_policies,
     host_prefix,
@@ -158,15 +159,22 @@ def solve(topo: Topology, live: LiveGraph, intents: Sequence[Intent]) -> Solutio
 
 
 def fast_reroute(
-    topo: Topology, before: Solution, dead: Iterable[LinkKey]
+    topo: Topology,
+    before: Solution,
+    dead: Iterable[LinkKey],
+    *,
+    live: LiveGraph | None = None,
 ) -> dict[str, SwitchRules]:
     """The first reaction to dead links, before any recompute: every policy that crosses
-    one keeps the lists that avoid them, or moves to its precomputed backup. Only the
-    ingress switches of those policies change, and only their headend entries; the
-    result holds just those switches (the fabric's own ECMP groups already lost the dead
-    members in the data plane)."""
+    one keeps the lists that avoid them, or moves to its precomputed backup (only the
+    headend entries of its ingress switch change). With ``live`` (the graph without the
+    dead links), the switches at the ends of a dead link also get their fabric routing
+    recompiled, so that their ECMP groups stop using it: the data plane does that by
+    itself for a port that goes down, but not for a link that stays up and drops (gray).
+    The result holds just the switches that change."""
     gone = frozenset(dead)
     changed: set[str] = set()
+    ends = {n for link in gone for n in link if topo.is_switch(n)} if live is not None else set()
     specs: list[PolicySpec] = []
     for p in before.policies:
         keep = [s for s in p.lists if not (s.links & gone)]
@@ -176,10 +184,15 @@ def fast_reroute(
                 keep = [s for s in p.backup if not (s.links & gone)]
         if keep:
             specs.append(p.spec(keep))
-    if not changed:
+    if not changed and not ends:
         return {}
     policies = compile_policies(topo, specs)
-    return {name: before.rules[name].with_policies(policies) for name in sorted(changed)}
+    out = {name: before.rules[name].with_policies(policies) for name in sorted(changed)}
+    if ends:
+        fabric = compile_fabric(topo, live=live, host_routes=before.host_routes)
+        for name in sorted(ends):
+            out[name] = fabric[name].with_policies(policies)
+    return out
 
 
 def check_possible(topo: Topology, spec: Spec) -> None:

@@ -164,3 +164,15 @@ def test_collective_flows_share_ingress_policies(ft: Topology) -> None:
     assert state.status == "installed", state.reason
     assert len(state.paths) == 12  # every ordered pair
     assert len(sol.policies) == 12  # one host per edge switch: one policy per flow
+
+
+def test_fast_reroute_of_a_gray_link_prunes_it_at_both_ends(ft: Topology) -> None:
+    sol = solve(ft, LiveGraph(ft.graph), [Intent("c", Connectivity())])
+    dead = frozenset(("agg1", "core1"))
+    assert fast_reroute(ft, sol, [dead]) == {}  # a port went down: the data plane did it
+    live = LiveGraph(ft.graph, [("agg1", "core1")])
+    rules = fast_reroute(ft, sol, [dead], live=live)
+    assert set(rules) == {"agg1", "core1"}
+    port = ft.link("agg1", "core1").interface_at("agg1").port
+    assert all(nh.port != port for nh in rules["agg1"].next_hops)
+    assert rules["agg1"] == solve(ft, live, [Intent("c", Connectivity())]).rules["agg1"]
