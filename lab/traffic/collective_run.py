@@ -139,8 +139,9 @@ def run_tcp(spec: RunSpec, stop: threading.Event) -> dict[str, Any]:
             with netns(spec.netns[f.src]):
                 tx = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
             tx.bind((f.src_addr, 0))
-            # Full-size segments plus a headend's 40-byte SRv6 encapsulation would not fit
-            # the fabric's 1500-byte MTU (pinned mode): clamp the MSS, as fabrics do.
+            # Full-size segments plus a headend's 40-byte SRv6 encapsulation fit the lab's
+            # jumbo fabric links (lab/topo.py FABRIC_MTU) but not a 1500-byte fabric: the
+            # clamp keeps the figures comparable with runs made before the jumbo fabric.
             tx.setsockopt(socket.IPPROTO_TCP, socket.TCP_MAXSEG, TCP_MSS)
             tx.settimeout(5.0)
             try:
