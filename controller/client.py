@@ -231,6 +231,8 @@ def wait_programmed(address: str, timeout: float) -> Any:
             if time.monotonic() > deadline:
                 raise
         if time.monotonic() > deadline:
+            if last is None:
+                raise ApiError(f"no answer from the controller at {address} in {timeout:g} s")
             behind = [s.name for s in last.switches if s.synced_version < last.version]
             raise ApiError(
                 f"not all switches programmed after {timeout:g} s: {', '.join(behind[:8])}"
