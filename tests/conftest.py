@@ -93,7 +93,8 @@ def _lab_processes() -> frozenset[str]:
             netns = (entry / "ns" / "net").stat().st_ino if lab_netns else None
         except (FileNotFoundError, ProcessLookupError, PermissionError):
             continue  # gone, or not ours to inspect
-        if "mininet:" in cmdline or "switchd.cli" in cmdline or netns in lab_netns:
+        lab_process = any(k in cmdline for k in ("mininet:", "switchd.cli", " controller run "))
+        if lab_process or netns in lab_netns:
             found.add(f"pid {entry.name} ({cmdline[:60]})")
     return frozenset(found)
 
