@@ -36,6 +36,7 @@ import ipaddress
 import itertools
 import json
 import logging
+import math
 import os
 import socket
 import struct
@@ -84,8 +85,14 @@ class Target:
     sids: tuple[ipaddress.IPv6Address, ...]
     links: frozenset[LinkKey]
     """Fabric links of the path (not the hosts' access links)."""
+    every: int = 1
+    """Probe every this many ticks (keeps the probes to ~1 % of the slowest link)."""
+    grace_ns: int = 0
+    """How long a probe may sit in queues (two full queues of the slowest link)."""
     seq: int = 0
     last_rx: int = -1
+    sent: dict[int, int] = field(default_factory=dict)
+    """Send time of the recent probes, by sequence number."""
     answered: bool = False
     failed: bool = False
     streak: int = 0
@@ -183,6 +190,7 @@ class PathProber:
         self._solution: Any = None
         self._pending: set[asyncio.Task[None]] = set()
         self.checks: dict[LinkKey, LinkCheck] = {}
+        self._tick = 0
         self._icmp: dict[str, socket.socket] = {}
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -262,6 +270,25 @@ class PathProber:
                 else:
                     del self.targets[key]
                     del self.by_id[target.id]
+        self._pace()
+
+    def _pace(self) -> None:
+        """Probes must not load the links they judge, nor be judged by queueing delay:
+        each target probes at most at ~1 % of its slowest link shared with the others that
+        cross it, and a probe counts as lost only after two full queues of that link
+        (QUEUE_BYTES each: lab links queue 100 packets)."""
+        topo = self.service.topo
+        crossing: dict[LinkKey, int] = {}
+        for t in self.targets.values():
+            for link in t.links:
+                crossing[link] = crossing.get(link, 0) + 1
+        for t in self.targets.values():
+            slowest = min((_mbps(topo, link) for link in t.links), default=100_000.0)
+            sharing = max((crossing[link] for link in t.links), default=1)
+            bits_per_s = slowest * 1e6 * PROBE_SHARE
+            min_interval = sharing * PROBE_BITS / bits_per_s
+            t.every = max(1, math.ceil(min_interval / self.interval))
+            t.grace_ns = int(2 * QUEUE_BYTES * 8 / (slowest * 1e6) * 1e9)
 
     def _sender(self, switch: str) -> socket.socket:
         sock = self._senders.get(switch)
@@ -325,6 +352,7 @@ class PathProber:
         while True:
             try:
                 self._refresh()
+                self._tick += 1
                 now = time.monotonic_ns()
                 settled = not self.service.busy()
                 for target in list(self.targets.values()):
@@ -342,9 +370,18 @@ class PathProber:
             await asyncio.sleep(delay)
 
     def _probe(self, target: Target, now: int, settled: bool) -> None:
+        if (self._tick + target.id) % target.every:
+            return
+        first_lost = target.sent.get(target.last_rx + 1)
+        silent = now - first_lost if first_lost is not None else 0
         if not settled:
             target.answered = False  # switches are being written: loss here proves nothing
-        elif target.answered and not target.failed and target.seq - target.last_rx >= self.miss:
+        elif (
+            target.answered
+            and not target.failed
+            and target.seq - target.last_rx >= self.miss
+            and silent > target.grace_ns + self.miss * target.every * self.interval * 1e9
+        ):
             target.failed = True
             target.streak = 0
             self._spawn(self._failed(target))
@@ -353,6 +390,8 @@ class PathProber:
         try:
             self._receiver(target.egress, target.port)
             target.seq += 1
+            target.sent[target.seq] = now
+            target.sent.pop(target.seq - 256, None)
             self._sender(target.ingress).sendto(
                 build_probe(target, target.seq, now), (str(target.sids[0]), 0)
             )
@@ -388,7 +427,10 @@ class PathProber:
             if all(c.sent >= self.confirm or c.answered for c in checks):
                 break
             await asyncio.sleep(self.interval)
-        await asyncio.sleep(self.interval)
+        # replies may wait in a full queue each way
+        topo = self.service.topo
+        queued = max((2 * QUEUE_BYTES * 8 / (_mbps(topo, c.link) * 1e6) for c in checks), default=0)
+        await asyncio.sleep(self.interval + queued)
         dead = frozenset(
             link
             for link in suspects
@@ -530,6 +572,17 @@ def _ifindex(netns: str, ifname: str) -> int:
 
     socket_in(netns, socket.AF_INET6, socket.SOCK_DGRAM, 0, look).close()
     return holder[0]
+
+
+QUEUE_BYTES = 150_000
+"""What a lab link queues (100 packets of 1,500 bytes: lab/links.py)."""
+PROBE_BITS = 150 * 8
+PROBE_SHARE = 0.01
+
+
+def _mbps(topo: Any, link: LinkKey) -> float:
+    a, b = sorted(link)
+    return float(topo.link(a, b).bandwidth_mbps) or 100_000.0
 
 
 def _name(link: LinkKey) -> str:
