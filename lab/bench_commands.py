@@ -101,6 +101,10 @@ def register(
         help="GPU hosts in the collective (default: 8)",
     )
     conv.add_argument(
+        "--switch", default="kernel", choices=("kernel", "bmv2"),
+        help="switch kind (default kernel; bmv2 needs simple_switch_grpc, see README's BMv2)",
+    )  # fmt: skip
+    conv.add_argument(
         "--no-controller", action="store_true",
         help="program the switches once with the ECMP fabric and run no controller (the "
         "data plane alone); default: the controller runs (connectivity, link events, "
@@ -275,7 +279,7 @@ def _convergence(args: argparse.Namespace) -> int:
     try:
         with running_lab(
             topo,
-            "kernel",
+            args.switch,
             on_step=step,
             controller=ControllerOptions() if use_controller else None,
         ) as lab:
