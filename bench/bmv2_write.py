@@ -15,147 +15,48 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import ipaddress
 import json
 import os
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
 import grpc
 from finsy import pbutil
-from finsy.proto import p4i, p4r, p4r_grpc
+from finsy.proto import p4i, p4r_grpc
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-P4INFO = ROOT / "p4" / "build" / "srv6.p4info.txtpb"
+# the same workload, arbitration and measurements as switchd's benchmark
+from switchd_write import (  # noqa: E402
+    P4INFO,
+    names,
+    primary,
+    read_all,
+    rss_mb,
+    sh,
+    workload,
+    write_all,
+)
+
 BMV2_JSON = ROOT / "p4" / "build" / "srv6.json"
 NETNS = f"srv6lab-bmbench{os.getpid()}"
 
 
-def sh(*args: str) -> str:
-    return subprocess.run(args, check=True, capture_output=True, text=True).stdout
-
-
-def ids_by_name(info: p4i.P4Info) -> dict[str, int]:
-    out = {t.preamble.name: t.preamble.id for t in info.tables}
-    out.update({a.preamble.name: a.preamble.id for a in info.actions})
-    out.update({p.preamble.name: p.preamble.id for p in info.action_profiles})
-    return out
-
-
-def rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
-
-
-def _update(entity: p4r.Entity) -> p4r.Update:
-    return p4r.Update(type=p4r.Update.INSERT, entity=entity)
-
-
-def _param(pid: int, value: bytes) -> p4r.Action.Param:
-    return p4r.Action.Param(param_id=pid, value=value)
-
-
 async def run(entries: int, batch: int, address: str, pid: int) -> dict[str, Any]:
     info = pbutil.from_text(P4INFO.read_text(), p4i.P4Info)
-    ids = ids_by_name(info)
+    ids = names(info)
     async with grpc.aio.insecure_channel(address) as channel:
         stub = p4r_grpc.P4RuntimeStub(channel)
-        election = p4r.Uint128(high=0, low=1)
-        queue: asyncio.Queue[p4r.StreamMessageRequest] = asyncio.Queue()
-        await queue.put(
-            p4r.StreamMessageRequest(
-                arbitration=p4r.MasterArbitrationUpdate(device_id=1, election_id=election)
-            )
-        )
-
-        async def outgoing() -> Any:
-            while True:
-                yield await queue.get()
-
-        stream = stub.StreamChannel(outgoing())
-        reply = await stream.read()
-        assert reply.arbitration.status.code == 0, reply
-        await stub.SetForwardingPipelineConfig(
-            p4r.SetForwardingPipelineConfigRequest(
-                device_id=1,
-                election_id=election,
-                action=p4r.SetForwardingPipelineConfigRequest.VERIFY_AND_COMMIT,
-                config=p4r.ForwardingPipelineConfig(
-                    p4info=info, p4_device_config=BMV2_JSON.read_bytes()
-                ),
-            )
-        )
-        next_hop = p4r.TableEntry(
-            table_id=ids["IngressPipeImpl.next_hop"],
-            match=[p4r.FieldMatch(field_id=1, exact=p4r.FieldMatch.Exact(value=b"\x01"))],
-            action=p4r.TableAction(
-                action=p4r.Action(
-                    action_id=ids["IngressPipeImpl.rewrite"],
-                    params=[
-                        _param(1, b"\x01"),
-                        _param(2, bytes.fromhex("025300010001")),
-                        _param(3, bytes.fromhex("025300020001")),
-                    ],
-                )
-            ),
-        )
-        member = p4r.ActionProfileMember(
-            action_profile_id=ids["IngressPipeImpl.ecmp_selector"],
-            member_id=1,
-            action=p4r.Action(
-                action_id=ids["IngressPipeImpl.set_next_hop"], params=[_param(1, b"\x01")]
-            ),
-        )
-        await stub.Write(
-            p4r.WriteRequest(
-                device_id=1,
-                election_id=election,
-                updates=[
-                    _update(p4r.Entity(table_entry=next_hop)),
-                    _update(p4r.Entity(action_profile_member=member)),
-                ],
-            )
-        )
-        base = int(ipaddress.IPv6Address("2001:db8::"))
-        table = ids["IngressPipeImpl.routing_v6"]
-        requests = []
-        for start in range(0, entries, batch):
-            updates = []
-            for i in range(start, min(entries, start + batch)):
-                prefix = (base + ((i + 0x10000) << 64)).to_bytes(16, "big")
-                lpm = p4r.FieldMatch.LPM(value=prefix, prefix_len=64)
-                entry = p4r.TableEntry(
-                    table_id=table,
-                    match=[p4r.FieldMatch(field_id=1, lpm=lpm)],
-                    action=p4r.TableAction(action_profile_member_id=1),
-                )
-                updates.append(_update(p4r.Entity(table_entry=entry)))
-            requests.append(p4r.WriteRequest(device_id=1, election_id=election, updates=updates))
-        print(f"writing {entries} routing_v6 entries in batches of {batch} ...", flush=True)
-        t0 = time.perf_counter()
-        for i, request in enumerate(requests):
-            await stub.Write(request)
-            if (i + 1) % max(1, len(requests) // 5) == 0:
-                done = min(entries, (i + 1) * batch)
-                print(f"  {done} written, {time.perf_counter() - t0:.2f} s", flush=True)
-        write_s = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        read = 0
-        async for response in stub.Read(
-            p4r.ReadRequest(
-                device_id=1, entities=[p4r.Entity(table_entry=p4r.TableEntry(table_id=table))]
-            )
-        ):
-            read += len(response.entities)
-        read_s = time.perf_counter() - t0
+        stream, election = await primary(stub, info, BMV2_JSON.read_bytes())
+        setup, batches = workload(ids, election, entries, batch)
+        await stub.Write(setup)
+        write_s = await write_all(stub, batches, entries, batch)
+        read, read_s = await read_all(stub, ids["IngressPipeImpl.routing_v6"])
         rss = rss_mb(pid)  # ip netns exec execs BMv2: same pid
         stream.cancel()
     return {

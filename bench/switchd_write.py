@@ -81,11 +81,11 @@ def rss_mb(pid: int) -> float:
     return 0.0
 
 
-async def run(entries: int, batch: int, address: str, pid: int) -> dict[str, Any]:
-    info = pbutil.from_text(P4INFO.read_text(), p4i.P4Info)
-    ids = names(info)
-    channel = grpc.aio.insecure_channel(address)
-    stub = p4r_grpc.P4RuntimeStub(channel)
+async def primary(
+    stub: Any, info: p4i.P4Info, device_config: bytes = b""
+) -> tuple[Any, p4r.Uint128]:
+    """Open the StreamChannel as primary (election id 1) and push srv6.p4 (with
+    ``device_config``: BMv2's JSON). Returns the stream (cancel it when done) and the id."""
     election = p4r.Uint128(high=0, low=1)
     requests: asyncio.Queue[p4r.StreamMessageRequest] = asyncio.Queue()
     await requests.put(
@@ -106,46 +106,51 @@ async def run(entries: int, batch: int, address: str, pid: int) -> dict[str, Any
             device_id=1,
             election_id=election,
             action=p4r.SetForwardingPipelineConfigRequest.VERIFY_AND_COMMIT,
-            config=p4r.ForwardingPipelineConfig(p4info=info),
+            config=p4r.ForwardingPipelineConfig(p4info=info, p4_device_config=device_config),
         )
     )
+    return stream, election
 
-    def update(entity: p4r.Entity) -> p4r.Update:
-        return p4r.Update(type=p4r.Update.INSERT, entity=entity)
 
-    setup = [
-        update(
-            p4r.Entity(
-                table_entry=p4r.TableEntry(
-                    table_id=ids["IngressPipeImpl.next_hop"],
-                    match=[p4r.FieldMatch(field_id=1, exact=p4r.FieldMatch.Exact(value=b"\x01"))],
-                    action=p4r.TableAction(
-                        action=p4r.Action(
-                            action_id=ids["IngressPipeImpl.rewrite"],
-                            params=[
-                                p4r.Action.Param(param_id=1, value=b"\x01"),
-                                p4r.Action.Param(param_id=2, value=bytes.fromhex("025300010001")),
-                                p4r.Action.Param(param_id=3, value=bytes.fromhex("025300020001")),
-                            ],
-                        )
-                    ),
-                )
+def _insert(entity: p4r.Entity) -> p4r.Update:
+    return p4r.Update(type=p4r.Update.INSERT, entity=entity)
+
+
+def workload(
+    ids: dict[str, int], election: p4r.Uint128, entries: int, batch: int
+) -> tuple[p4r.WriteRequest, list[p4r.WriteRequest]]:
+    """The benchmark's writes: a next hop and an ECMP member to point at (setup), then
+    ``entries`` routing_v6 /64 routes in requests of ``batch`` updates."""
+    next_hop = p4r.TableEntry(
+        table_id=ids["IngressPipeImpl.next_hop"],
+        match=[p4r.FieldMatch(field_id=1, exact=p4r.FieldMatch.Exact(value=b"\x01"))],
+        action=p4r.TableAction(
+            action=p4r.Action(
+                action_id=ids["IngressPipeImpl.rewrite"],
+                params=[
+                    p4r.Action.Param(param_id=1, value=b"\x01"),
+                    p4r.Action.Param(param_id=2, value=bytes.fromhex("025300010001")),
+                    p4r.Action.Param(param_id=3, value=bytes.fromhex("025300020001")),
+                ],
             )
         ),
-        update(
-            p4r.Entity(
-                action_profile_member=p4r.ActionProfileMember(
-                    action_profile_id=ids["IngressPipeImpl.ecmp_selector"],
-                    member_id=1,
-                    action=p4r.Action(
-                        action_id=ids["IngressPipeImpl.set_next_hop"],
-                        params=[p4r.Action.Param(param_id=1, value=b"\x01")],
-                    ),
-                )
-            )
+    )
+    member = p4r.ActionProfileMember(
+        action_profile_id=ids["IngressPipeImpl.ecmp_selector"],
+        member_id=1,
+        action=p4r.Action(
+            action_id=ids["IngressPipeImpl.set_next_hop"],
+            params=[p4r.Action.Param(param_id=1, value=b"\x01")],
         ),
-    ]
-    await stub.Write(p4r.WriteRequest(device_id=1, election_id=election, updates=setup))
+    )
+    setup = p4r.WriteRequest(
+        device_id=1,
+        election_id=election,
+        updates=[
+            _insert(p4r.Entity(table_entry=next_hop)),
+            _insert(p4r.Entity(action_profile_member=member)),
+        ],
+    )
     base = int(ipaddress.IPv6Address("2001:db8::"))
     table = ids["IngressPipeImpl.routing_v6"]
     batches = []
@@ -153,44 +158,58 @@ async def run(entries: int, batch: int, address: str, pid: int) -> dict[str, Any
         updates = []
         for i in range(start, min(entries, start + batch)):
             prefix = (base + ((i + 0x10000) << 64)).to_bytes(16, "big")
-            updates.append(
-                update(
-                    p4r.Entity(
-                        table_entry=p4r.TableEntry(
-                            table_id=table,
-                            match=[
-                                p4r.FieldMatch(
-                                    field_id=1, lpm=p4r.FieldMatch.LPM(value=prefix, prefix_len=64)
-                                )
-                            ],
-                            action=p4r.TableAction(action_profile_member_id=1),
-                        )
-                    )
-                )
+            lpm = p4r.FieldMatch.LPM(value=prefix, prefix_len=64)
+            entry = p4r.TableEntry(
+                table_id=table,
+                match=[p4r.FieldMatch(field_id=1, lpm=lpm)],
+                action=p4r.TableAction(action_profile_member_id=1),
             )
+            updates.append(_insert(p4r.Entity(table_entry=entry)))
         batches.append(p4r.WriteRequest(device_id=1, election_id=election, updates=updates))
+    return setup, batches
+
+
+async def write_all(stub: Any, batches: list[p4r.WriteRequest], entries: int, batch: int) -> float:
+    """Write every request in order, with progress; the seconds it took."""
     print(f"writing {entries} routing_v6 entries in batches of {batch} ...", flush=True)
-    cpu0 = cpu_seconds(pid)
     t0 = time.perf_counter()
     for i, request in enumerate(batches):
         await stub.Write(request)
         if (i + 1) % max(1, len(batches) // 5) == 0:
             done = min(entries, (i + 1) * batch)
             print(f"  {done} written, {time.perf_counter() - t0:.2f} s", flush=True)
-    write_s = time.perf_counter() - t0
+    return time.perf_counter() - t0
+
+
+async def read_all(stub: Any, table_id: int = 0) -> tuple[int, float]:
+    """Read one table (or all: 0) back; (entities, seconds)."""
+    t0 = time.perf_counter()
+    read = 0
+    async for response in stub.Read(
+        p4r.ReadRequest(
+            device_id=1, entities=[p4r.Entity(table_entry=p4r.TableEntry(table_id=table_id))]
+        )
+    ):
+        read += len(response.entities)
+    return read, time.perf_counter() - t0
+
+
+async def run(entries: int, batch: int, address: str, pid: int) -> dict[str, Any]:
+    info = pbutil.from_text(P4INFO.read_text(), p4i.P4Info)
+    channel = grpc.aio.insecure_channel(address)
+    stub = p4r_grpc.P4RuntimeStub(channel)
+    stream, election = await primary(stub, info)
+    setup, batches = workload(names(info), election, entries, batch)
+    await stub.Write(setup)
+    cpu0 = cpu_seconds(pid)
+    write_s = await write_all(stub, batches, entries, batch)
     cpu1 = cpu_seconds(pid)
     in_kernel = sum(
         1
         for line in sh("ip", "-n", NETNS, "-6", "route", "show", "proto", "222").splitlines()
         if line.startswith("2001:db8:")
     )
-    t0 = time.perf_counter()
-    read = 0
-    async for response in stub.Read(
-        p4r.ReadRequest(device_id=1, entities=[p4r.Entity(table_entry=p4r.TableEntry())])
-    ):
-        read += len(response.entities)
-    read_s = time.perf_counter() - t0
+    read, read_s = await read_all(stub)
     rss = rss_mb(pid)
     stream.cancel()
     await channel.close()
