@@ -139,12 +139,15 @@ def intent_add(args: argparse.Namespace) -> int:
             return 2
     s = stub(args.controller)
     request = pb.CreateIntentRequest(id=args.id or "", spec=_spec(args))
-    intent = call(s.CreateIntent, request, args.controller, timeout=args.timeout)
-    if args.json:
+    _print_intent(call(s.CreateIntent, request, args.controller, timeout=args.timeout), args.json)
+    return 0
+
+
+def _print_intent(intent: Any, as_json: bool) -> None:
+    if as_json:
         print(json.dumps(intent_json(intent), indent=2))
     else:
         print(format_intent(intent, verbose=True))
-    return 0
 
 
 @_run
@@ -167,10 +170,7 @@ def intent_show(args: argparse.Namespace) -> int:
     from controller.northbound import srv6lab_pb2 as pb
 
     intent = call(stub(args.controller).GetIntent, pb.GetIntentRequest(id=args.id), args.controller)
-    if args.json:
-        print(json.dumps(intent_json(intent), indent=2))
-    else:
-        print(format_intent(intent, verbose=True))
+    _print_intent(intent, args.json)
     return 0
 
 

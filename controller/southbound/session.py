@@ -188,11 +188,7 @@ class SwitchSession:
         started = time.monotonic()
         try:
             if self._full or self._installed is None:
-                actual: list[Any] = []
-                reader: Any = sw.read
-                for request in read_all_requests():
-                    actual.extend([e async for e in reader(request)])
-                have: Sequence[Any] = normalize_all(actual, self.schema)
+                have: Sequence[Any] = await self._read_all(sw)
                 self._full = False
             else:
                 have = list(self._installed.values())
@@ -232,8 +228,11 @@ class SwitchSession:
 
     async def read_back(self) -> list[Normalized]:
         """Everything the switch holds now (for a dry-run diff); needs the channel up."""
+        return await self._read_all(self.switch)
+
+    async def _read_all(self, sw: fy.Switch) -> list[Normalized]:
         actual: list[Any] = []
-        reader: Any = self.switch.read
+        reader: Any = sw.read
         for request in read_all_requests():
             actual.extend([e async for e in reader(request)])
         return normalize_all(actual, self.schema)

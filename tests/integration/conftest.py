@@ -221,6 +221,13 @@ class Cli:
             cwd=ROOT,
         )
 
+    def ok(self, *args: str, timeout: float = 120) -> str:
+        """Run it, insist that it succeeds (the message shows what it printed), return
+        its standard output."""
+        proc = self(*args, timeout=timeout)
+        assert proc.returncode == 0, f"srv6lab {' '.join(args)}: {proc.stdout}{proc.stderr}"
+        return proc.stdout
+
     def popen(self, *args: str) -> subprocess.Popen[str]:
         return subprocess.Popen(
             [sys.executable, "-m", "lab.cli", *args],

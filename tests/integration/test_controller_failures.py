@@ -7,8 +7,7 @@ from __future__ import annotations
 
 import itertools
 import json
-import subprocess
-import sys
+import os
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -19,10 +18,10 @@ import pytest
 from controller.topology import Topology
 from lab.controller_proc import ControllerOptions
 from lab.session import RunningLab, running_lab
+from tests.integration.conftest import Cli
 from tests.integration.switchd_support import ping
 
 pytestmark = pytest.mark.root
-ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
@@ -32,12 +31,8 @@ def lab(topology: Callable[[str], Topology], private_netns: str) -> Iterator[Run
 
 
 def srv6lab(*args: str) -> str:
-    proc = subprocess.run(
-        [sys.executable, "-m", "lab.cli", *args],
-        capture_output=True, text=True, check=False, timeout=120, cwd=ROOT,
-    )  # fmt: skip
-    assert proc.returncode == 0, f"srv6lab {' '.join(args)}: {proc.stdout}{proc.stderr}"
-    return proc.stdout
+    """``srv6lab ARGS`` with the session's run directory; must succeed; its output."""
+    return Cli(Path(os.environ["SRV6LAB_RUN_DIR"])).ok(*args)
 
 
 def status() -> dict[str, Any]:
@@ -99,9 +94,6 @@ def test_an_admin_failure_degrades_a_disjoint_intent_and_restore_heals_it(lab: R
     finally:
         srv6lab("lab", "restore")
     wait_for(lambda: intent("pair")["status"] == "installed", "the intent to heal")
-    diff = subprocess.run(
-        [sys.executable, "-m", "lab.cli", "intent", "diff"],
-        capture_output=True, text=True, check=False, timeout=60, cwd=ROOT,
-    )  # fmt: skip
+    diff = Cli(Path(os.environ["SRV6LAB_RUN_DIR"]))("intent", "diff", timeout=60)
     assert diff.returncode == 0, diff.stdout
     srv6lab("intent", "delete", "pair")

@@ -7,8 +7,7 @@ writes nothing."""
 from __future__ import annotations
 
 import asyncio
-import subprocess
-import sys
+import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -18,10 +17,10 @@ import pytest
 from controller.topology import Topology
 from lab.controller_proc import ControllerOptions, start_controller
 from lab.session import RunningLab, running_lab
+from tests.integration.conftest import Cli
 from tests.integration.switchd_support import P4INFO, Flow, send_udp
 
 pytestmark = pytest.mark.root
-ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
@@ -30,14 +29,9 @@ def lab(topology: Callable[[str], Topology], private_netns: str) -> Iterator[Run
         yield running
 
 
-def srv6lab(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    proc = subprocess.run(
-        [sys.executable, "-m", "lab.cli", *args],
-        capture_output=True, text=True, check=False, timeout=120, cwd=ROOT,
-    )  # fmt: skip
-    if check:
-        assert proc.returncode == 0, f"srv6lab {' '.join(args)}: {proc.stdout}{proc.stderr}"
-    return proc
+def srv6lab(*args: str) -> str:
+    """``srv6lab ARGS`` with the session's run directory; must succeed; its output."""
+    return Cli(Path(os.environ["SRV6LAB_RUN_DIR"])).ok(*args)
 
 
 def sid_packets(lab: RunningLab, switch: str) -> int:
@@ -65,14 +59,14 @@ def sid_packets(lab: RunningLab, switch: str) -> int:
 
 def test_lab_up_with_the_controller_connects_every_host(lab: RunningLab) -> None:
     assert lab.controller is not None
-    out = srv6lab("lab", "pingall").stdout
+    out = srv6lab("lab", "pingall")
     assert "240/240" in out, out
-    listed = srv6lab("intent", "list").stdout
+    listed = srv6lab("intent", "list")
     assert "connectivity" in listed and "installed" in listed
 
 
 def test_a_disjoint_intent_uses_both_link_disjoint_paths(lab: RunningLab) -> None:
-    added = srv6lab("intent", "add", "disjoint", "h1", "h16", "-k", "2", "--id", "pair").stdout
+    added = srv6lab("intent", "add", "disjoint", "h1", "h16", "-k", "2", "--id", "pair")
     assert "installed" in added, added
     cores = sorted({line.split("->")[3].strip() for line in added.splitlines()
                     if line.strip().startswith(("1.", "2.")) and "h1 ->" in line})  # fmt: skip
@@ -111,7 +105,7 @@ def test_restarting_the_controller_under_traffic_loses_nothing_and_writes_nothin
         text = log.read_text()[mark:]
         assert "updates in" not in text, f"the restarted controller wrote:\n{text}"
         assert "all 20 switches programmed" in text
-        assert "steady" in srv6lab("intent", "list").stdout
+        assert "steady" in srv6lab("intent", "list")
     finally:
         flow.close()
         if restarted is not None:
