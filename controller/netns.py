@@ -6,12 +6,24 @@ in, so the controller's own threads never change namespace."""
 from __future__ import annotations
 
 import ctypes
+import ctypes.util
 import os
 import socket
 import threading
 from collections.abc import Callable
 
 CLONE_NEWNET = 0x40000000
+_libc: ctypes.CDLL | None = None
+
+
+def setns(fd: int) -> None:
+    """Move the calling thread into the network namespace open at ``fd``."""
+    global _libc  # noqa: PLW0603 (loaded once, on first use)
+    if _libc is None:
+        _libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+    if _libc.setns(fd, CLONE_NEWNET) != 0:
+        errno = ctypes.get_errno()
+        raise OSError(errno, os.strerror(errno))
 
 
 def socket_in(
@@ -27,11 +39,11 @@ def socket_in(
 
     def enter() -> None:
         try:
-            libc = ctypes.CDLL(None, use_errno=True)
             with open(f"/run/netns/{netns}", "rb") as f:
-                if libc.setns(f.fileno(), CLONE_NEWNET) != 0:
-                    err = ctypes.get_errno()
-                    raise OSError(err, f"setns {netns}: {os.strerror(err)}")
+                try:
+                    setns(f.fileno())
+                except OSError as exc:
+                    raise OSError(exc.errno, f"setns {netns}: {exc.strerror}") from None
             sock = socket.socket(family, kind, proto)
             try:
                 if setup is not None:

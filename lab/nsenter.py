@@ -8,27 +8,15 @@ A child process started inside the block (``subprocess``) inherits the thread's 
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from controller.netns import setns
 from lab.errors import LabError
 
-CLONE_NEWNET = 0x40000000
 NETNS_DIR = Path("/run/netns")
-_libc: ctypes.CDLL | None = None
-
-
-def _setns(fd: int) -> None:
-    global _libc  # noqa: PLW0603 (loaded once, on first use)
-    if _libc is None:
-        _libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-    if _libc.setns(fd, CLONE_NEWNET) != 0:
-        errno = ctypes.get_errno()
-        raise OSError(errno, os.strerror(errno))
 
 
 @contextmanager
@@ -42,13 +30,13 @@ def netns(name: str) -> Iterator[None]:
     home = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
     try:
         try:
-            _setns(target)
+            setns(target)
         except OSError as exc:
             raise LabError(f"cannot enter network namespace {name}: {exc}") from None
         try:
             yield
         finally:
-            _setns(home)
+            setns(home)
     finally:
         os.close(target)
         os.close(home)
