@@ -6,13 +6,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
 import logging
 import os
 import signal
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -163,7 +161,6 @@ async def _main(  # noqa: PLR0917
     from controller.northbound.server import start_api, stop_api
     from controller.service import ControllerService
 
-    started = time.monotonic()
     service = ControllerService(
         topo,
         switches,
@@ -196,16 +193,7 @@ async def _main(  # noqa: PLR0917
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    ready_logged = False
-    while not stop.is_set():
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), 0.1)
-        if not ready_logged and not service.waiting_switches():
-            ready_logged = True
-            LOG.info(
-                "all %d switches programmed (version %d) %.2f s after start",
-                len(switches), service.version, time.monotonic() - started,
-            )  # fmt: skip
+    await stop.wait()
     LOG.info("stopping (signal)")
     await watcher.stop()
     if prober is not None:

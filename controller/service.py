@@ -160,8 +160,10 @@ class ControllerService:
         self.down_reasons: dict[LinkKey, set[str]] = {}
         self.version = 0
         self.live = LiveGraph(topo.graph)
-        self.solution: Solution = solve(topo, self.live, [])
+        self.solution = Solution({}, {}, ())  # computed by start()
         self.timelines: deque[Timeline] = deque(maxlen=100)
+        self._created = time.monotonic()
+        self._programmed = False
         self._changed = asyncio.Condition()
         self._lock = asyncio.Lock()
         unknown = [s.name for s in switches if not topo.is_switch(s.name)]
@@ -461,6 +463,12 @@ class ControllerService:
             self.events.publish(Event("switch", event.switch, event.role))
         elif event.kind == "synced":
             self.metrics.reconcile_seconds.observe(event.seconds)
+            if not self._programmed and not self.waiting_switches():
+                self._programmed = True
+                LOG.info(
+                    "all %d switches programmed (version %d) %.2f s after start",
+                    len(self.sessions), self.version, time.monotonic() - self._created,
+                )  # fmt: skip
             if event.written:
                 self.metrics.writes.labels(event.switch).inc(event.written)
                 LOG.info(
