@@ -87,7 +87,7 @@ class LinkWatcher:
 
     # -- the merge ---------------------------------------------------------------------------
 
-    async def port(self, switch: str, ifname: str, up: bool, source: str) -> None:
+    def port(self, switch: str, ifname: str, up: bool, source: str) -> None:
         """A port's state from a source. Never waits for the controller: the readers keep
         reading while a reroute runs, and the link's latest state is what gets applied
         (a report a source repeats, or one the other source already gave, changes
@@ -152,7 +152,7 @@ class LinkWatcher:
                     for name, flags in parse_links(data):
                         if (switch, name) in self.links:
                             up = bool(flags & IFF_UP) and bool(flags & IFF_LOWER_UP)
-                            await self.port(switch, name, up, "netlink")
+                            self.port(switch, name, up, "netlink")
             except asyncio.CancelledError:
                 raise
             except OSError as exc:
@@ -206,7 +206,7 @@ class LinkWatcher:
                             if name is None:
                                 continue
                             value = _gnmi_value(u.val)
-                            await self.port(switch, name, value == "UP", "gnmi")
+                            self.port(switch, name, value == "UP", "gnmi")
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
