@@ -339,14 +339,11 @@ class ControllerService:
             # 1. make-before-break to what survives (other lists, precomputed backups):
             #    only the affected policies' ingress entries change
             affected = frozenset().union(*(self.solution.affected(k) for k in changed))
-            # a port that went down took its ECMP members with it in the data plane; a
-            # gray link (reason probe) did not: prune it at its two ends as well
-            gray = reason == "probe"
-            rules = (
-                fast_reroute(self.topo, self.solution, changed, live=self.live if gray else None)
-                if affected or gray
-                else {}
-            )
+            # and the link's two ends stop using it: a kernel switch's ECMP members on a
+            # port that went down left their groups by themselves, BMv2's only when its
+            # port monitor notices (it polls every 200 ms), and a gray link (reason probe)
+            # stays up and drops: so prune it at its ends first, a write to two switches
+            rules = fast_reroute(self.topo, self.solution, changed, live=self.live)
             if rules:
                 timeline.computed_ns = time.monotonic_ns()
                 version = self._push({n: entities(r) for n, r in rules.items()}, only=True)

@@ -152,6 +152,9 @@ class LabHost(Host):  # type: ignore[misc]
 
 
 BMV2_PREFIX_VARIABLE = "SRV6LAB_BMV2_PREFIX"
+BMV2_LOG_LEVEL_VARIABLE = "SRV6LAB_BMV2_LOG_LEVEL"
+BMV2_LOG_LEVELS = ("trace", "debug", "info", "warn", "error", "off")
+BMV2_DEFAULT_LOG_LEVEL = "warn"
 BMV2_BINARY = "simple_switch_grpc"
 
 
@@ -175,6 +178,22 @@ def bmv2_binary() -> str:
             f"--switch kernel"
         )
     return found
+
+
+def bmv2_log_level() -> str:
+    """BMv2's log level in a lab: ``$SRV6LAB_BMV2_LOG_LEVEL`` or ``warn``. Not BMv2's own
+    default (``trace``): tracing every packet through every table, flushed line by line,
+    costs BMv2 most of its packet rate (a fat-tree-4 lab then drops most of 2,000 pkt/s and
+    measures its own logging, not convergence). ``trace`` or ``debug`` to follow packets."""
+    import os
+
+    level = os.environ.get(BMV2_LOG_LEVEL_VARIABLE, BMV2_DEFAULT_LOG_LEVEL).strip().lower()
+    if level not in BMV2_LOG_LEVELS:
+        raise LabError(
+            f"${BMV2_LOG_LEVEL_VARIABLE}={level!r}: BMv2's log level is one of "
+            f"{', '.join(BMV2_LOG_LEVELS)}"
+        )
+    return level
 
 
 class Bmv2Switch(Switch):  # type: ignore[misc]
@@ -251,7 +270,8 @@ SWITCH_KINDS: dict[str, type[Any]] = {"kernel": KernelSwitch, "bmv2": Bmv2Switch
 
 
 def switch_class(kind: str) -> type[Any]:
-    """The node class of a switch kind; for bmv2 also checks that BMv2 is installed."""
+    """The node class of a switch kind; for bmv2 also checks that BMv2 is installed and
+    its log level is one it knows."""
     try:
         cls = SWITCH_KINDS[kind]
     except KeyError:
@@ -259,4 +279,5 @@ def switch_class(kind: str) -> type[Any]:
         raise LabError(f"unknown switch kind {kind!r}; known kinds: {known}") from None
     if kind == "bmv2":
         bmv2_binary()
+        bmv2_log_level()
     return cls

@@ -127,7 +127,7 @@ def start_bmv2(endpoint: SwitchEndpoint) -> subprocess.Popen[bytes]:
     switch's namespace, on each port's patch interface (:class:`Bmv2PortPatch`). Through
     ``ip netns exec``, which mounts the namespace's own sysfs: BMv2 reads its ports' state
     there and forwards nothing when it sees the host's."""
-    from lab.nodes import bmv2_binary
+    from lab.nodes import bmv2_binary, bmv2_log_level
 
     log = Path(endpoint.log)
     base = log.with_suffix("")
@@ -135,7 +135,7 @@ def start_bmv2(endpoint: SwitchEndpoint) -> subprocess.Popen[bytes]:
         "ip", "netns", "exec", endpoint.netns, bmv2_binary(), "--no-p4",
         "--device-id", str(endpoint.device_id),
         "--thrift-port", "9090",  # its own namespace: no clash with other switches
-        "--log-file", str(base), "--log-flush",
+        "--log-file", str(base), "--log-flush", "--log-level", bmv2_log_level(),
         "--notifications-addr", f"ipc://{base}.notifications.ipc",
         *(arg for p in endpoint.ports for arg in ("-i", f"{p}@{bmv2_port_patch(p).bmv2}")),
         "--", "--grpc-server-addr", endpoint.p4runtime,

@@ -169,8 +169,9 @@ def fast_reroute(
     one keeps the lists that avoid them, or moves to its precomputed backup (only the
     headend entries of its ingress switch change). With ``live`` (the graph without the
     dead links), the switches at the ends of a dead link also get their fabric routing
-    recompiled, so that their ECMP groups stop using it: the data plane does that by
-    itself for a port that goes down, but not for a link that stays up and drops (gray).
+    recompiled, so that their ECMP groups stop using it: a kernel switch does that by
+    itself for a port that goes down, BMv2 only when its port monitor polls (200 ms), and
+    no switch for a link that stays up and drops (gray).
     The result holds just the switches that change."""
     gone = frozenset(dead)
     changed: set[str] = set()
