@@ -199,6 +199,11 @@ def _register_collectives(
         "--window", type=_positive_int, default=4, metavar="PKTS",
         help="spray: packets in flight per path (default: 4)",
     )  # fmt: skip
+    col.add_argument(
+        "--unpaced", action="store_true",
+        help="do not pace the senders to their NICs (TCP: max-min fair share per connection; "
+        "spray: a token bucket per NIC); for comparison",
+    )  # fmt: skip
     col.add_argument("--json", type=Path, metavar="OUT", help="write the JSON report here")
     col.add_argument("--png", type=Path, metavar="OUT", help="write the PNG here")
     col.set_defaults(func=_collectives)
@@ -382,6 +387,7 @@ def _collectives(args: argparse.Namespace) -> int:
             failed_s=args.failed_for,
             spray_k=args.spray_k,
             spray=SprayConfig(window=args.window),
+            pace=not args.unpaced,
         )
         print(
             f"srv6lab bench collectives: {topo.summary()}, links at {args.link_mbps:g} Mbit/s, "

@@ -19,6 +19,7 @@ that did not.
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import os
@@ -68,6 +69,9 @@ class BenchConfig:
     failed_s: float = 1.0
     spray_k: int = 4
     spray: SprayConfig = field(default_factory=SprayConfig)
+    pace: bool = True
+    """Pace the senders to their NICs (lab.traffic.collective_run.TcpPacer for TCP, the
+    spray engine's NIC token buckets)."""
 
 
 def scaled_topology(source: Path, mbps: float, out: Path) -> Path:
@@ -113,6 +117,58 @@ def delta(after: dict[str, int], before: dict[str, int]) -> dict[str, int]:
     return {k: v - before.get(k, 0) for k, v in after.items()}
 
 
+TCP_COUNTERS = (
+    "Tcp:OutSegs",
+    "Tcp:RetransSegs",
+    "TcpExt:TCPTimeouts",
+    "TcpExt:TCPLossProbes",
+    "TcpExt:TCPLossProbeRecovery",
+    "TcpExt:TCPSackRecovery",
+    "TcpExt:TCPFastRetrans",
+    "TcpExt:TCPSpuriousRTOs",
+    "TcpExt:TCPDSACKRecv",
+    "TcpExt:TCPSlowStartRetrans",
+    "TcpExt:TCPLostRetransmit",
+)
+"""The kernel's TCP counters a bench reads from the hosts: segments sent, retransmitted, and
+how the losses were recovered (a retransmission timeout costs at least ``rto_min``)."""
+
+
+def parse_proc_counters(text: str) -> dict[str, int]:
+    """``/proc/net/snmp`` and ``/proc/net/netstat`` (header line, value line per group)
+    as ``"Group:Name" -> value``."""
+    out: dict[str, int] = {}
+    lines = text.splitlines()
+    for head, values in itertools.pairwise(lines):
+        group, _, names = head.partition(":")
+        vgroup, _, nums = values.partition(":")
+        if group != vgroup or not names.strip() or not nums.strip()[:1].lstrip("-").isdigit():
+            continue
+        for name, num in zip(names.split(), nums.split(), strict=False):
+            try:
+                out[f"{group}:{name}"] = int(num)
+            except ValueError:
+                continue
+    return out
+
+
+def tcp_counters(view: LabView, hosts: tuple[str, ...]) -> dict[str, int]:
+    """The sum over ``hosts`` of :data:`TCP_COUNTERS` (each host is its own namespace)."""
+    total = dict.fromkeys(TCP_COUNTERS, 0)
+    for host in hosts:
+        proc = subprocess.run(
+            ["ip", "netns", "exec", view.netns(host), "cat", "/proc/net/snmp",
+             "/proc/net/netstat"],
+            capture_output=True, text=True, check=False,
+        )  # fmt: skip
+        if proc.returncode != 0:
+            raise LabError(f"cannot read the TCP counters of {host}: {proc.stderr.strip()}")
+        counters = parse_proc_counters(proc.stdout)
+        for key in TCP_COUNTERS:
+            total[key] += counters.get(key, 0)
+    return total
+
+
 # -- per mode ------------------------------------------------------------------------------
 
 
@@ -138,6 +194,16 @@ def tcp_flows(
             src_addr, dst_addr = str(topo.host(f.src).address), str(topo.host(f.dst).address)
         out.append(FlowSpec(rank[f.src], rank[f.dst], src_addr, dst_addr))
     return tuple(out)
+
+
+def nic_rates(topo: Topology, hosts: tuple[str, ...]) -> tuple[tuple[int, str, float], ...]:
+    """(rank, address, Mbit/s) of every NIC of the collective's hosts: what the senders
+    pace to."""
+    return tuple(
+        (rank, str(nic.address), topo.link(host, nic.switch).bandwidth_mbps)
+        for rank, host in enumerate(hosts)
+        for nic in topo.host(host).nics
+    )
 
 
 def pinned_intent(address: str, hosts: tuple[str, ...], pattern: str) -> tuple[str, Any]:
@@ -383,8 +449,10 @@ def run_mode(
         else:
             raise LabError(f"--mode {mode!r}: not one of {', '.join(MODES)}")
         spec = RunSpec(transport, TRAFFIC_PATTERN[cfg.pattern], hosts, netns, specs, cfg.size,
-                       cfg.iterations, cfg.spray)  # fmt: skip
+                       cfg.iterations, cfg.spray,
+                       nic_rates(topo, hosts) if cfg.pace else ())  # fmt: skip
         before = port_bytes(topo, view)
+        tcp_before = tcp_counters(view, hosts)
         load_before = os.getloadavg()
         fault: Fault | None = None
         with Generator(spec, workdir / f"collective-{mode}.json") as gen:
@@ -395,6 +463,7 @@ def run_mode(
             result = gen.wait_done(600.0)
             elapsed = time.monotonic() - t0
         after = port_bytes(topo, view)
+        tcp_after = tcp_counters(view, hosts)
         load_after = os.getloadavg()
     finally:
         if intent_id is not None:
@@ -416,6 +485,7 @@ def run_mode(
         "link_utilization": util,
         "seconds": elapsed,
         "load_average": {"before": list(load_before), "after": list(load_after)},
+        "tcp_counters": delta(tcp_after, tcp_before),
         **info,
     }
     if "spray" in result:
@@ -519,6 +589,14 @@ def run_bench(
             f"{m['max_link_utilization'] * 100:.0f} % on {m['hottest_link']}"
             + (f", progress lost {lost:.1f} ms" if lost is not None else "")
         )
+        tcp = m["tcp_counters"]
+        if tcp["Tcp:OutSegs"]:
+            say(
+                f"{mode}: TCP {tcp['Tcp:OutSegs']} segments, {tcp['Tcp:RetransSegs']} "
+                f"retransmitted, {tcp['TcpExt:TCPTimeouts']} timeouts, "
+                f"{tcp['TcpExt:TCPLossProbes']} loss probes, "
+                f"{tcp['TcpExt:TCPSackRecovery']} SACK recoveries"
+            )
     st = analysis.ratio_stats()
     return {
         "topology": topo.name,
@@ -548,10 +626,13 @@ def run_bench(
             "pinned_ratio": analysis.pinned.ratio_to_ideal if analysis.pinned else None,
             "spray_ratio": analysis.spray.ratio_to_ideal if analysis.spray else None,
         },
+        "paced": cfg.pace,
         "spray_config": {
             "k": cfg.spray_k,
             "window": cfg.spray.window,
             "min_rto_ms": cfg.spray.min_rto_ms,
+            "ack_every": cfg.spray.ack_every,
+            "ack_delay_ms": cfg.spray.ack_delay_ms,
             "probe_interval_ms": cfg.spray.probe_interval_ms,
             "readmit_after": cfg.spray.readmit_after,
             "payload_bytes": PAYLOAD,

@@ -4,8 +4,9 @@ all-reduce and all-to-all, timed as nccl-tests times them.
 ``size`` is the bytes per rank of one iteration (nccl-tests' "size"):
 
 - ring all-reduce: 2(n-1) steps; in each, every rank sends ``size/n`` bytes to the next
-  rank of the ring. A rank sends step k once it has received step k-1 from the previous
-  rank (the ring's data dependency). algbw = size / time; busbw = algbw * 2(n-1)/n.
+  rank of the ring. A rank sends a slice of step k once it has received that slice of
+  step k-1 from the previous rank (the ring's data dependency, pipelined in
+  ``RING_SLICES`` slices per step as NCCL does). algbw = size / time; busbw = algbw * 2(n-1)/n.
 - all-to-all: every rank sends ``size/n`` bytes to every other rank, all at once.
   algbw = size / time; busbw = algbw * (n-1)/n.
 
@@ -20,11 +21,17 @@ import selectors
 import socket
 import threading
 import time
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import TypeVar
+
+K = TypeVar("K")
+R = TypeVar("R")
 
 PATTERNS = ("all-reduce", "all-to-all")
 CHUNK = 256 * 1024
 DEFAULT_PORT = 47100
+RING_SLICES = 8
 
 
 def bus_factor(pattern: str, n: int) -> float:
@@ -43,6 +50,39 @@ def transfers(pattern: str, n: int) -> list[tuple[int, int]]:
     if pattern == "all-to-all":
         return [(r, s) for r in range(n) for s in range(n) if r != s]
     raise ValueError(f"unknown collective {pattern!r}; known: {', '.join(PATTERNS)}")
+
+
+def ring_allowed(received: int, chunk: int, steps: int, slices: int = RING_SLICES) -> int:
+    """Bytes a ring rank may have sent in an iteration once it has received ``received``
+    from its predecessor: step 0 at once, and each slice of step k once the same slice of
+    step k-1 has arrived (NCCL pipelines a ring step in slices; waiting for whole steps
+    would add a path's latency and a chunk's store-and-forward to every one of the
+    2(n-1) steps)."""
+    ready = min(received, (steps - 1) * chunk)
+    step, offset = divmod(ready, chunk)
+    piece = max(1, -(-chunk // slices))
+    return chunk + step * chunk + (offset // piece) * piece
+
+
+def max_min_rates(uses: Mapping[K, Iterable[R]], caps: Mapping[R, float]) -> dict[K, float]:
+    """Max-min fair rates (progressive filling): ``uses`` maps each flow to the resources
+    it crosses, ``caps`` each resource to its capacity. The resource with the smallest
+    fair share fixes the rate of its flows; repeat with what is left."""
+    left = dict(caps)
+    todo = {k: tuple(rs) for k, rs in uses.items()}
+    rates: dict[K, float] = {}
+    while todo:
+        count: dict[R, int] = {}
+        for rs in todo.values():
+            for r in rs:
+                count[r] = count.get(r, 0) + 1
+        tight = min(count, key=lambda r: left[r] / count[r])
+        share = max(0.0, left[tight] / count[tight])
+        for k in [k for k, rs in todo.items() if tight in rs]:
+            rates[k] = share
+            for r in todo.pop(k):
+                left[r] -= share
+    return rates
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,6 +128,9 @@ class CollectiveRun:
     size: int
     pairs: dict[tuple[int, int], tuple[socket.socket, socket.socket]]
     iterations: int | None = None
+    pacer: Callable[[frozenset[tuple[int, int]]], None] | None = None
+    """Called with the connections still receiving: at each iteration's start and when
+    one finishes (see lab.traffic.collective_run.TcpPacer)."""
     results: list[Iteration] = field(default_factory=list)
     error: BaseException | None = None
 
@@ -137,6 +180,9 @@ class CollectiveRun:
                     self._want_write(sel, c, True)
                 started = time.monotonic_ns()
                 goal = steps * chunk
+                active = frozenset((c.src, c.dst) for c in conns)
+                if self.pacer is not None:
+                    self.pacer(active)
                 while any(c.received < goal for c in conns):
                     if self._stop.is_set():
                         return
@@ -158,14 +204,16 @@ class CollectiveRun:
                             continue
                         if n == 0:
                             raise ConnectionError(f"rank {c.src} -> {c.dst}: connection closed")
-                        before = c.received // chunk
                         c.received += n
+                        if c.received >= goal and (c.src, c.dst) in active and self.pacer:
+                            active = active - {(c.src, c.dst)}
+                            if active:
+                                self.pacer(active)
                         if self.pattern == "all-reduce":
-                            # Each step received lets this rank send its next step.
-                            done = min(c.received // chunk, steps - 1) - min(before, steps - 1)
-                            if done > 0:
-                                out = by_src[c.dst]
-                                out.allowed += done * chunk
+                            out = by_src[c.dst]
+                            allowed = ring_allowed(c.received, chunk, steps)
+                            if allowed > out.allowed:
+                                out.allowed = allowed
                                 self._want_write(sel, out, True)
                 self.results.append(
                     Iteration(index, started, time.monotonic_ns(), self.size, self.n, self.pattern)

@@ -28,7 +28,13 @@ from typing import Any
 
 from lab.errors import LabError
 from lab.nsenter import netns
-from lab.traffic.collective import CollectiveRun, Iteration, bus_factor
+from lab.traffic.collective import (
+    CollectiveRun,
+    Iteration,
+    bus_factor,
+    max_min_rates,
+    ring_allowed,
+)
 from lab.traffic.spray import (
     ACK_MARK,
     DEFAULT_PORT,
@@ -43,6 +49,15 @@ from lab.traffic.spray import (
 
 TCP_PORT = 47200
 TCP_MSS = 1380
+SO_MAX_PACING_RATE = 47
+WIRE_OVERHEAD = 14 + 40 + 20 + 12
+"""Bytes a TCP segment adds on a host link: Ethernet, IPv6, TCP, timestamps."""
+
+
+def pacing_rate(pace_mbps: float, mss: int) -> int:
+    """``SO_MAX_PACING_RATE`` (payload bytes/s: the kernel paces what it sends, headers not
+    counted) that puts ``pace_mbps`` on the wire."""
+    return int(pace_mbps * 1e6 / 8 * mss / (mss + WIRE_OVERHEAD))
 
 
 @dataclass(frozen=True)
@@ -66,6 +81,12 @@ class RunSpec:
     size: int
     iterations: int
     spray: SprayConfig = field(default_factory=SprayConfig)
+    nic_mbps: tuple[tuple[int, str, float], ...] = ()
+    """(rank, NIC address, Mbit/s) of the hosts' NICs: the senders pace to them (none:
+    unpaced)."""
+
+    def nic_rates(self) -> dict[tuple[int, str], float]:
+        return {(rank, addr): mbps for rank, addr, mbps in self.nic_mbps}
 
     def to_json(self) -> str:
         return json.dumps(asdict(self))
@@ -102,6 +123,7 @@ class RunSpec:
             int(raw["size"]),
             int(raw["iterations"]),
             SprayConfig(**raw["spray"]),
+            tuple((int(r), str(a), float(m)) for r, a, m in raw.get("nic_mbps", ())),
         )
 
 
@@ -155,7 +177,8 @@ def run_tcp(spec: RunSpec, stop: threading.Event) -> dict[str, Any]:
             rx, _peer = listeners[(f.dst, f.dst_addr)].accept()
             tx.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             pairs[(f.src, f.dst)] = (tx, rx)
-        run = CollectiveRun(spec.pattern, n, spec.size, pairs, spec.iterations)
+        pacer = TcpPacer(spec, pairs) if spec.nic_mbps else None
+        run = CollectiveRun(spec.pattern, n, spec.size, pairs, spec.iterations, pacer=pacer)
         started = time.monotonic_ns()
         _say(f"READY {started}")
         run.start()
@@ -173,6 +196,40 @@ def run_tcp(spec: RunSpec, stop: threading.Event) -> dict[str, Any]:
         for tx, rx in pairs.values():
             tx.close()
             rx.close()
+
+
+class TcpPacer:
+    """Paces every connection at its max-min fair share of the NICs it leaves and enters,
+    among the connections still sending, re-computed when one finishes (so the rest speed
+    up: work-conserving). A collective library over RDMA gets this from the NIC's per
+    queue-pair rate limits and congestion control; unpaced, each connection bursts its
+    window into the hosts' 100-packet queues, they overflow, and losses and queueing
+    delays of 0.5-1 s (retransmission timeouts of 1-2 s) set the completion time instead
+    of the links."""
+
+    def __init__(
+        self, spec: RunSpec, pairs: dict[tuple[int, int], tuple[socket.socket, socket.socket]]
+    ) -> None:
+        caps = spec.nic_rates()
+        self.caps: dict[tuple[str, int, str], float] = {}
+        self.uses: dict[tuple[int, int], tuple[tuple[str, int, str], ...]] = {}
+        self.socks: dict[tuple[int, int], tuple[socket.socket, int]] = {}
+        self.rates: dict[tuple[int, int], float] = {}
+        for f in spec.flows:
+            out_nic, in_nic = ("out", f.src, f.src_addr), ("in", f.dst, f.dst_addr)
+            self.caps[out_nic] = caps[(f.src, f.src_addr)]
+            self.caps[in_nic] = caps[(f.dst, f.dst_addr)]
+            self.uses[(f.src, f.dst)] = (out_nic, in_nic)
+            tx = pairs[(f.src, f.dst)][0]
+            self.socks[(f.src, f.dst)] = (tx, tx.getsockopt(socket.IPPROTO_TCP, socket.TCP_MAXSEG))
+
+    def __call__(self, active: frozenset[tuple[int, int]]) -> None:
+        rates = max_min_rates({k: self.uses[k] for k in active}, self.caps)
+        for key, mbps in rates.items():
+            if abs(self.rates.get(key, 0.0) - mbps) > 1e-9:
+                tx, mss = self.socks[key]
+                tx.setsockopt(socket.SOL_SOCKET, SO_MAX_PACING_RATE, pacing_rate(mbps, mss))
+                self.rates[key] = mbps
 
 
 def _report_new(results: list[Iteration], reported: int) -> int:
@@ -199,7 +256,7 @@ def run_spray(spec: RunSpec, stop: threading.Event) -> dict[str, Any]:
             flows.append(SprayFlow(i, f.src, f.dst, f.paths))
         for rank in range(n):
             recv[rank] = open_socket(spec.netns[rank], "::", None, DEFAULT_PORT)
-        engine = SprayEngine(flows, send, recv, config=spec.spray)
+        engine = SprayEngine(flows, send, recv, config=spec.spray, nic_mbps=spec.nic_rates())
         chunk_pkts = max(1, math.ceil(spec.size / n / PAYLOAD))
         steps = 2 * (n - 1) if spec.pattern == "all-reduce" else 1
         per_iter = steps * chunk_pkts
@@ -209,13 +266,15 @@ def run_spray(spec: RunSpec, stop: threading.Event) -> dict[str, Any]:
         if spec.pattern == "all-reduce":
 
             def delivered(flow_id: int, unique: int) -> None:
-                # Step k received by a rank lets it send step k+1 (within the iteration).
+                # What a rank received of step k lets it send the same slice of step k+1
+                # (within the iteration; the receiver counts packets in any order).
                 f = engine.flows[flow_id] if engine else None
                 assert f is not None
                 it, got = divmod(unique, per_iter)
-                if got % chunk_pkts == 0 and got // chunk_pkts < steps and got:
+                if got:
                     nxt = senders[by_src[f.dst]]
-                    nxt.limit = max(nxt.limit, it * per_iter + got + chunk_pkts)
+                    allowed = it * per_iter + ring_allowed(got, chunk_pkts, steps)
+                    nxt.limit = max(nxt.limit, allowed)
 
             engine.on_delivered = delivered
         results: list[Iteration] = []

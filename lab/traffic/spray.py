@@ -39,7 +39,7 @@ import socket
 import struct
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -47,7 +47,10 @@ from lab.nsenter import netns
 
 MAGIC = 0x5350
 HEADER = struct.Struct("!HBBHHIIq")
-"""magic, type, path, flow, reserved, seq, path seq, send time (ns)."""
+"""magic, type, path, flow, reserved, seq, path seq, send time (ns). An ACK carries the
+number of entries in ``path`` and one :data:`ACK_ENTRY` per path with news after it."""
+ACK_ENTRY = struct.Struct("!BxxxIIq")
+"""path, packets NACKed on it so far, highest path seq arrived, its send time (ns)."""
 DATA, ACK, PROBE, PROBE_ACK, NACK = 1, 2, 3, 4, 5
 PACKET = 1400
 """UDP payload bytes of a data packet: 1400 + 8 + 40 (inner) + 40 (outer) fits 1500."""
@@ -60,6 +63,14 @@ RULE_PREF = 5370
 DEFAULT_PORT = 47300
 SO_MARK = 36
 SO_RCVBUFFORCE = 33
+CS6 = 0xC0
+"""Traffic class (DSCP CS6) of acks, NACKs and probes: control traffic, which the lab's
+links may queue ahead of data."""
+_CONTROL = [(socket.IPPROTO_IPV6, socket.IPV6_TCLASS, struct.pack("i", CS6))]
+WIRE_EXTRA = 8 + 40 + 40 + 14
+"""Bytes a datagram adds on a host link: UDP, inner IPv6, outer IPv6 (encap.red of one
+uSID container: no SRH), Ethernet."""
+DATA_WIRE = PACKET + WIRE_EXTRA
 _FILL = bytes(PAYLOAD)
 
 
@@ -118,6 +129,30 @@ def rule_commands(paths: int, add: bool) -> list[str]:
 
 
 @dataclass
+class NicPacer:
+    """A token bucket at a host NIC's rate, in wire bytes: data waits for tokens; acks,
+    NACKs and probes are sent at once and take theirs (the balance may go below zero).
+    Unpaced, the senders of an all-to-all put 7 flows x K paths x window packets into a
+    receiving host's 100-packet queue: it overflowed, and each drop retired a good path."""
+
+    rate: float
+    """bytes per ns"""
+    burst: float
+    tokens: float = 0.0
+    last_ns: int = 0
+
+    @classmethod
+    def at(cls, mbps: float, burst_packets: int = 3) -> NicPacer:
+        burst = float(burst_packets * DATA_WIRE)
+        return cls(mbps * 1e6 / 8 / 1e9, burst, burst)
+
+    def refill(self, now: int) -> None:
+        if self.last_ns:
+            self.tokens = min(self.burst, self.tokens + (now - self.last_ns) * self.rate)
+        self.last_ns = now
+
+
+@dataclass
 class PathState:
     index: int
     healthy: bool = True
@@ -129,6 +164,7 @@ class PathState:
     retired_ns: int = 0
     probe_due_ns: int = 0
     probe_seq: int = 0
+    probe_interval_ns: int = 0
     probes_ok: int = 0
     probe_pending: dict[int, int] = field(default_factory=dict)
     sent: int = 0
@@ -142,6 +178,8 @@ class Sender:
     paths: list[PathState]
     socks: list[socket.socket]
     """Per path: the marked socket of the sending host for that path's NIC."""
+    pacers: list[NicPacer | None] = field(default_factory=list)
+    """Per path: the pacer of the sending host's NIC it leaves from."""
     limit: int = 0
     """Packets this flow may send in total so far (the collective raises it)."""
     next_seq: int = 0
@@ -172,7 +210,11 @@ class Receiver:
     """Per path: the next path sequence number due."""
     pending: list[tuple[int, int] | None] = field(default_factory=list)
     """Per path: (path seq, send ns) of the newest packet not acked yet."""
-    unacked: list[int] = field(default_factory=list)
+    unacked: int = 0
+    """Packets arrived since the last ack (any path)."""
+    first_unacked_ns: int = 0
+    last_path: int = 0
+    """The path of the newest arrival: the next ack goes back on its reverse."""
     nacked: list[int] = field(default_factory=list)
     """Per path: packets reported missing so far (every ACK carries it)."""
 
@@ -181,9 +223,13 @@ class Receiver:
 class SprayConfig:
     window: int = 4
     ack_every: int = 4
-    burst: int = 1
-    min_rto_ms: float = 4.0
+    """A flow's receiver acks after this many packets (any paths)..."""
+    ack_delay_ms: float = 5.0
+    """...or when its oldest unacked packet has waited this long."""
+    min_rto_ms: float = 10.0
     probe_interval_ms: float = 5.0
+    probe_max_interval_ms: float = 80.0
+    """Unanswered probes back off (doubling) up to this interval."""
     probe_timeout_ms: float = 100.0
     readmit_after: int = 3
 
@@ -204,18 +250,30 @@ class SprayEngine:
         *,
         config: SprayConfig,
         port: int = DEFAULT_PORT,
+        nic_mbps: Mapping[tuple[int, str], float] | None = None,
     ) -> None:
+        """``nic_mbps``: (rank, NIC address) -> the NIC's rate; the senders pace to it
+        (None: unpaced)."""
         self.cfg = config
         self.port = port
         self.flows = {f.flow_id: f for f in flows}
         self.senders: dict[int, Sender] = {}
         self.receivers: dict[int, Receiver] = {}
+        self.pacers: dict[tuple[int, str], NicPacer] = {
+            key: NicPacer.at(mbps) for key, mbps in (nic_mbps or {}).items()
+        }
+        self._pacer_of: dict[socket.socket, NicPacer] = {
+            sock: self.pacers[(rank, addr)]
+            for (rank, addr, _mark), sock in send_socks.items()
+            if (rank, addr) in self.pacers
+        }
         for f in flows:
             k = len(f.paths)
             self.senders[f.flow_id] = Sender(
                 f,
                 [PathState(i, window=config.window) for i in range(k)],
                 [send_socks[(f.src, p.src_addr, MARK + p.index)] for p in f.paths],
+                pacers=[self.pacers.get((f.src, p.src_addr)) for p in f.paths],
                 by_path=[deque() for _ in range(k)],
             )
             self.receivers[f.flow_id] = Receiver(
@@ -223,9 +281,9 @@ class SprayEngine:
                 [send_socks[(f.dst, p.dst_addr, ACK_MARK + p.index)] for p in f.paths],
                 expected=[0] * k,
                 pending=[None] * k,
-                unacked=[0] * k,
                 nacked=[0] * k,
             )
+        self._turn = 0
         self.recv_socks = recv_socks
         self.events: list[Event] = []
         self.on_delivered: Callable[[int, int], None] = lambda _f, _n: None
@@ -243,66 +301,76 @@ class SprayEngine:
 
     # sending --------------------------------------------------------------------------
 
-    def _send(self, sock: socket.socket, data: bytes, addr: str) -> bool:
+    def _send(self, sock: socket.socket, data: bytes, addr: str, control: bool = False) -> bool:
         try:
-            sock.sendto(data, (addr, self.port))
-            return True
+            if control:
+                sock.sendmsg([data], _CONTROL, 0, (addr, self.port))
+            else:
+                sock.sendto(data, (addr, self.port))
         except (BlockingIOError, OSError):
             self.send_errors += 1
             return False
+        pacer = self._pacer_of.get(sock)
+        if pacer is not None:
+            pacer.tokens -= len(data) + WIRE_EXTRA
+        return True
 
     def pump(self, now: int) -> None:
-        """Send what the windows allow, on the healthy paths, round robin, up to ``burst``
-        packets per turn of a path (one datagram each)."""
-        burst = max(1, self.cfg.burst)
-        for s in self.senders.values():
-            n = len(s.paths)
-            while s.resend or s.next_seq < s.limit:
-                chosen = None
-                for j in range(n):
-                    p = s.paths[(s.rr + j) % n]
-                    if p.healthy and p.in_flight < p.window:
-                        chosen = p
-                        s.rr = (s.rr + j + 1) % n
-                        break
-                if chosen is None:
+        """Send what the windows and the NICs' pacers allow: one packet per flow in turn
+        (so that a host's flows share its NIC evenly), each on the flow's next healthy
+        path with room, round robin."""
+        for pacer in self.pacers.values():
+            pacer.refill(now)
+        order = list(self.senders.values())
+        self._turn = (self._turn + 1) % max(1, len(order))
+        order = order[self._turn :] + order[: self._turn]
+        active = [s for s in order if s.resend or s.next_seq < s.limit]
+        while active:
+            active = [
+                s for s in active if self._send_one(s, now) and (s.resend or s.next_seq < s.limit)
+            ]
+
+    def _send_one(self, s: Sender, now: int) -> bool:
+        n = len(s.paths)
+        for j in range(n):
+            i = (s.rr + j) % n
+            st = s.paths[i]
+            if not st.healthy or st.in_flight >= st.window:
+                continue
+            pacer = s.pacers[i]
+            if pacer is not None and pacer.tokens < DATA_WIRE:
+                continue
+            seq = -1
+            while s.resend:
+                candidate = s.resend.popleft()
+                if candidate >= len(s.acked) or not s.acked[candidate]:
+                    seq = candidate
                     break
-                seqs: list[int] = []
-                room = min(burst, chosen.window - chosen.in_flight)
-                while len(seqs) < room and (s.resend or s.next_seq < s.limit):
-                    if s.resend:
-                        seq = s.resend.popleft()
-                        if seq < len(s.acked) and s.acked[seq]:
-                            continue
-                        s.retransmits += 1
-                    else:
-                        seq = s.next_seq
-                        s.next_seq += 1
-                        if seq >= len(s.acked):
-                            s.acked.extend(bytes(max(1024, seq + 1 - len(s.acked))))
-                    seqs.append(seq)
-                if not seqs:
-                    continue
-                i = chosen.index
-                pseq = chosen.next_pseq
-                sock, addr = s.socks[i], s.flow.paths[i].dst_addr
-                sent = 0
-                for j, seq in enumerate(seqs):
-                    head = HEADER.pack(MAGIC, DATA, i, s.flow.flow_id, 0, seq, pseq + j, now)
-                    if not self._send(sock, head + _FILL, addr):
-                        break
-                    sent += 1
-                if sent < len(seqs):
-                    s.resend.extendleft(reversed(seqs[sent:]))
-                seqs = seqs[:sent]
-                for j, seq in enumerate(seqs):
-                    s.outstanding[seq] = (i, pseq + j, now)
-                    s.by_path[i].append((pseq + j, seq, now))
-                chosen.next_pseq += len(seqs)
-                chosen.in_flight += len(seqs)
-                chosen.sent += len(seqs)
-                if sent == 0:
-                    break  # the socket is full: try again next turn
+            resent = seq >= 0
+            if not resent:
+                if s.next_seq >= s.limit:
+                    return False
+                seq = s.next_seq
+                if seq >= len(s.acked):
+                    s.acked.extend(bytes(max(1024, seq + 1 - len(s.acked))))
+            pseq = st.next_pseq
+            head = HEADER.pack(MAGIC, DATA, i, s.flow.flow_id, 0, seq, pseq, now)
+            if not self._send(s.socks[i], head + _FILL, s.flow.paths[i].dst_addr):
+                if resent:
+                    s.resend.appendleft(seq)
+                return False  # the socket is full: try again next turn
+            if resent:
+                s.retransmits += 1
+            else:
+                s.next_seq += 1
+            s.outstanding[seq] = (i, pseq, now)
+            s.by_path[i].append((pseq, seq, now))
+            st.next_pseq += 1
+            st.in_flight += 1
+            st.sent += 1
+            s.rr = (i + 1) % n
+            return True
+        return False
 
     # receiving ------------------------------------------------------------------------
 
@@ -310,45 +378,56 @@ class SprayEngine:
         for key, _ in self.sel.select(timeout):
             sock = key.fileobj
             assert isinstance(sock, socket.socket)
+            now = time.monotonic_ns()
             for _ in range(256):
                 try:
                     n = sock.recv_into(self._buf)
                 except BlockingIOError:
                     break
                 if n >= HEADER.size:
-                    self._packet(bytes(self._buf[: HEADER.size]))
+                    self._packet(
+                        bytes(self._buf[:n]) if n < PACKET else self._buf[: HEADER.size], now
+                    )
 
-    def _packet(self, head: bytes) -> None:
-        magic, kind, path, flow_id, _r, seq, pseq, sent = HEADER.unpack(head)
+    def _packet(self, data: bytes | bytearray, now: int) -> None:
+        magic, kind, path, flow_id, _r, seq, pseq, sent = HEADER.unpack_from(data)
         if magic != MAGIC or flow_id not in self.flows:
             return
         if kind == DATA:
-            self._data(flow_id, path, seq, pseq, sent)
+            self._data(flow_id, path, seq, pseq, sent, now=now)
         elif kind == ACK:
-            self._ack(flow_id, path, seq, pseq, sent)
+            for k in range(path):
+                entry = HEADER.size + k * ACK_ENTRY.size
+                if entry + ACK_ENTRY.size > len(data):
+                    break
+                p, nacked, last, stamp = ACK_ENTRY.unpack_from(data, entry)
+                self._ack(flow_id, p, nacked, last, stamp, now=now)
         elif kind == NACK:
             self._nack(flow_id, path, seq, pseq)
         elif kind == PROBE:
             r = self.receivers[flow_id]
             p = r.flow.paths[path]
             reply = HEADER.pack(MAGIC, PROBE_ACK, path, flow_id, 0, seq, pseq, sent)
-            self._send(r.socks[path], reply, p.src_addr)
+            self._send(r.socks[path], reply, p.src_addr, control=True)
         elif kind == PROBE_ACK:
             self._probe_ack(flow_id, path, seq)
 
-    def _data(self, flow_id: int, path: int, seq: int, pseq: int, sent: int) -> None:
+    def _data(self, flow_id: int, path: int, seq: int, pseq: int, sent: int, *, now: int) -> None:
         r = self.receivers[flow_id]
         due = r.expected[path]
         if pseq > due:  # the path is FIFO: the packets in between were lost
             r.nacked[path] += pseq - due
             nack = HEADER.pack(MAGIC, NACK, path, flow_id, 0, due, pseq - 1, sent)
-            self._send(r.socks[path], nack, r.flow.paths[path].src_addr)
+            self._send(r.socks[path], nack, r.flow.paths[path].src_addr, control=True)
         if pseq >= due:
             r.expected[path] = pseq + 1
             r.pending[path] = (pseq, sent)
-            r.unacked[path] += 1
-            if r.unacked[path] >= self.cfg.ack_every:
-                self._send_ack(r, path)
+            r.last_path = path
+            if not r.unacked:
+                r.first_unacked_ns = now
+            r.unacked += 1
+            if r.unacked >= self.cfg.ack_every:
+                self._send_ack(r)
         if seq >= len(r.seen):
             r.seen.extend(bytes(max(1024, seq + 1 - len(r.seen))))
         if r.seen[seq]:
@@ -365,24 +444,31 @@ class SprayEngine:
         r.reorder[bucket] = r.reorder.get(bucket, 0) + 1
         self.on_delivered(flow_id, r.unique)
 
-    def _send_ack(self, r: Receiver, path: int) -> None:
-        pending = r.pending[path]
-        if pending is None:
+    def _send_ack(self, r: Receiver) -> None:
+        """One ack for the flow, cumulative per path, on the reverse of the newest
+        arrival's path (a dead path's acks are not needed: its data is missing)."""
+        entries = [
+            ACK_ENTRY.pack(path, r.nacked[path], pending[0], pending[1])
+            for path, pending in enumerate(r.pending)
+            if pending is not None
+        ]
+        if not entries:
             return
-        pseq, sent = pending
-        ack = HEADER.pack(MAGIC, ACK, path, r.flow.flow_id, 0, r.nacked[path], pseq, sent)
-        self._send(r.socks[path], ack, r.flow.paths[path].src_addr)
-        r.pending[path] = None
-        r.unacked[path] = 0
+        head = HEADER.pack(MAGIC, ACK, len(entries), r.flow.flow_id, 0, 0, 0, 0)
+        path = r.last_path
+        self._send(r.socks[path], head + b"".join(entries), r.flow.paths[path].src_addr, True)
+        r.pending = [None] * len(r.pending)
+        r.unacked = 0
 
-    def flush_acks(self) -> None:
-        """Ack what arrived since the last ack (cumulative per path): call every turn."""
+    def flush_acks(self, now: int | None = None) -> None:
+        """Ack what has waited ``ack_delay_ms`` (cumulative per path): call every turn."""
+        now = time.monotonic_ns() if now is None else now
+        delay = self.cfg.ack_delay_ms * 1e6
         for r in self.receivers.values():
-            for path, pending in enumerate(r.pending):
-                if pending is not None:
-                    self._send_ack(r, path)
+            if r.unacked and now - r.first_unacked_ns >= delay:
+                self._send_ack(r)
 
-    def _ack(self, flow_id: int, path: int, nacked: int, pseq: int, sent: int) -> None:
+    def _ack(self, flow_id: int, path: int, nacked: int, pseq: int, sent: int, *, now: int) -> None:
         """Everything sent on ``path`` up to ``pseq`` arrived, but for the packets NACKed
         (``nacked`` counts them; if an earlier NACK went missing, the packets still open
         up to ``pseq`` are treated as lost)."""
@@ -403,7 +489,7 @@ class SprayEngine:
             if seq < len(s.acked):
                 s.acked[seq] = 1
         st.lost_reported = max(st.lost_reported, nacked)
-        rtt = time.monotonic_ns() - sent
+        rtt = now - sent
         if st.srtt_ns == 0:
             st.srtt_ns, st.rttvar_ns = float(rtt), rtt / 2
         else:
@@ -436,6 +522,7 @@ class SprayEngine:
         st.healthy = False
         st.retired_ns = now
         st.probe_due_ns = now
+        st.probe_interval_ns = int(self.cfg.probe_interval_ms * 1e6)
         st.probes_ok = 0
         self.events.append(self._event(s, st, "retired", now, why))
         # Its packets in flight go again on the other paths now.
@@ -464,6 +551,9 @@ class SprayEngine:
         if st.healthy or st.probe_pending.pop(seq, None) is None:
             return
         st.probes_ok += 1
+        # Answered: probe again at once, at the base interval (re-admission in a few RTTs).
+        st.probe_interval_ns = int(self.cfg.probe_interval_ms * 1e6)
+        st.probe_due_ns = 0
         if st.probes_ok >= self.cfg.readmit_after:
             now = time.monotonic_ns()
             st.healthy = True
@@ -474,24 +564,30 @@ class SprayEngine:
     # timers ---------------------------------------------------------------------------
 
     def timers(self, now: int) -> None:
+        """Loss by timer, for what no sequence gap can show (a path that delivers nothing
+        more, or loses the last packets of a flow): the oldest packet in flight on a path
+        is lost when it is older than the path's retransmission timeout and a packet sent
+        that much later on another path was acked (the network, not this process, is
+        slow), or when it is older than ``max(4 RTO, 4 srtt of the slowest path, 200 ms)``.
+        The RTO is ``2 srtt + 4 rttvar`` of the path, so queueing that every path sees
+        alike does not retire anything. Retired paths are probed, backing off while the
+        probes go unanswered."""
         min_rto = self.cfg.min_rto_ms * 1e6
-        interval = int(self.cfg.probe_interval_ms * 1e6)
+        max_interval = int(self.cfg.probe_max_interval_ms * 1e6)
         probe_timeout = self.cfg.probe_timeout_ms * 1e6
         for s in self.senders.values():
+            slowest = max(p.srtt_ns for p in s.paths)
             for st in s.paths:
                 if st.healthy:
                     q = s.by_path[st.index]
                     if not q:
                         continue
                     _pseq, seq, sent = q[0]
-                    rto = max(min_rto, 2 * st.srtt_ns + 4 * st.rttvar_ns)
+                    srtt = st.srtt_ns or slowest
+                    rto = max(min_rto, 2 * srtt + 4 * st.rttvar_ns)
                     late = now - sent
-                    # Evidence: a packet sent a reorder window after this one, on another
-                    # path, was acked (the paths share both hosts' NIC queues, so they
-                    # differ only in the fabric); or no ack at all for long.
-                    overtaken = s.last_ack_send_ns - sent > min_rto + st.srtt_ns / 8
-                    slowest = max(p.srtt_ns for p in s.paths)
-                    if (overtaken and late > min_rto) or late > max(4 * rto, 4 * slowest, 200e6):
+                    overtaken = s.last_ack_send_ns - sent > rto
+                    if (overtaken and late > rto) or late > max(4 * rto, 4 * slowest, 200e6):
                         q.popleft()
                         if seq in s.outstanding and s.outstanding[seq][0] == st.index:
                             why = f"no ack after {late / 1e6:.1f} ms" + (
@@ -505,13 +601,15 @@ class SprayEngine:
                         st.probes_ok = 0  # a probe went unanswered: start counting again
                         for k in expired:
                             del st.probe_pending[k]
+                    if st.probe_pending:  # the last one is still unanswered: back off
+                        st.probe_interval_ns = min(2 * st.probe_interval_ns, max_interval)
                     st.probe_seq += 1
                     st.probe_pending[st.probe_seq] = now
-                    st.probe_due_ns = now + interval
+                    st.probe_due_ns = now + st.probe_interval_ns
                     p = s.flow.paths[st.index]
                     probe = HEADER.pack(MAGIC, PROBE, st.index, s.flow.flow_id, 0,
                                         st.probe_seq, 0, now)  # fmt: skip
-                    self._send(s.socks[st.index], probe, p.dst_addr)
+                    self._send(s.socks[st.index], probe, p.dst_addr, control=True)
 
     def stats(self) -> dict[str, Any]:
         hist: dict[int, int] = {}
