@@ -343,7 +343,7 @@ class ControllerService:
             # port that went down left their groups by themselves, BMv2's only when its
             # port monitor notices (it polls every 200 ms), and a gray link (reason probe)
             # stays up and drops: so prune it at its ends first, a write to two switches
-            rules = fast_reroute(self.topo, self.solution, changed, live=self.live)
+            rules = fast_reroute(self.topo, self.solution, changed, prune=True)
             if rules:
                 timeline.computed_ns = time.monotonic_ns()
                 version = self._push({n: entities(r) for n, r in rules.items()}, only=True)

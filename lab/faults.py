@@ -54,6 +54,13 @@ FaultKind = Literal["admin", "carrier", "gray", "switch"]
 FAULTS_FILE = "faults.json"
 UP_TIMEOUT = 10.0
 IFA_F_NODAD = 0x02
+FAULT_PRIORITY = 30
+"""SCHED_FIFO priority of the process while it sets ports down: above the traffic
+generator's sender (20, lab/traffic/probe.py). A port's close runs under the RTNL lock;
+between the moment it stops sending (its queue swapped for noop) and its NETDEV_DOWN (the
+kernel takes its nexthops out of their groups) every packet routed to it is dropped, and
+an injector that the scheduler preempts there stretches that gap from tenths of a
+millisecond to several."""
 GRAY_PRIORITY = -500
 """Before switchd's own netdev chains: a gray link drops before anything else sees it."""
 
@@ -275,13 +282,19 @@ def apply(fault: Fault) -> Fault:
     with _netlink({a.netns for a in links}) as nl:
         indexes = [(nl[a.netns], _ifindex(nl[a.netns], a)) for a in links]
         pids = [_bmv2_pid(a) for a in freezes]
-        fault.injected = Stamp.now()
-        for ipr, index in indexes:
-            ipr.link("set", index=index, state="down")
-        for action, pid in zip(freezes, pids, strict=True):
-            os.kill(pid, signal.SIGSTOP)
-            frozen.append(PortAction("freeze", action.node, action.netns, pid=pid))
-        _run_parallel([(a.netns, ["nft", "-f", "-"], gray_ruleset(a.ifname)) for a in grays])
+        # nft started first, waiting for its ruleset: the stamp is when the drop begins,
+        # not when two processes have been started on a loaded machine
+        nfts = _start_parallel(
+            [(a.netns, ["nft", "-f", "-"], gray_ruleset(a.ifname)) for a in grays]
+        )
+        with _realtime(FAULT_PRIORITY):
+            fault.injected = Stamp.now()
+            for ipr, index in indexes:
+                ipr.link("set", index=index, state="down")
+            for action, pid in zip(freezes, pids, strict=True):
+                os.kill(pid, signal.SIGSTOP)
+                frozen.append(PortAction("freeze", action.node, action.netns, pid=pid))
+            _finish_parallel(nfts)
         fault.applied = Stamp.now()
     if frozen:
         fault.actions = tuple(a for a in fault.actions if a.action != "freeze") + tuple(frozen)
@@ -297,7 +310,10 @@ def undo(fault: Fault, wait: bool = True) -> Fault:
     with _netlink({a.netns for a in links}) as nl:
         indexes = [(a, nl[a.netns], _ifindex(nl[a.netns], a)) for a in links]
         fault.restored = Stamp.now()
-        for _, ipr, index in indexes:
+        # In the reverse order of apply: on a BMv2 switch BMv2's patch veth comes up before
+        # the lab port that the controller watches, so a link is up (both lab ports) only
+        # once every hop of it carries packets again.
+        for _, ipr, index in reversed(indexes):
             ipr.link("set", index=index, state="up")
         for action in freezes:
             if action.pid <= 0:
@@ -338,6 +354,21 @@ def undo(fault: Fault, wait: bool = True) -> Fault:
 
 
 @contextmanager
+def _realtime(priority: int) -> Iterator[None]:
+    """The calling thread at SCHED_FIFO ``priority`` for the block (as it is, if refused)."""
+    try:
+        before = os.sched_getscheduler(0), os.sched_getparam(0)
+        os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(priority))
+    except OSError:
+        yield
+        return
+    try:
+        yield
+    finally:
+        os.sched_setscheduler(0, before[0], before[1])
+
+
+@contextmanager
 def _netlink(names: set[str]) -> Iterator[dict[str, Any]]:
     """A pyroute2 IPRoute socket opened inside each named namespace."""
     from pyroute2 import IPRoute
@@ -374,7 +405,15 @@ def _bmv2_pid(action: PortAction) -> int:
 
 def _run_parallel(commands: list[tuple[str, list[str], str]]) -> None:
     """Start each command inside its namespace at once, then wait for all of them."""
-    procs = []
+    _finish_parallel(_start_parallel(commands))
+
+
+Started = list[tuple[str, list[str], str, "subprocess.Popen[str]"]]
+
+
+def _start_parallel(commands: list[tuple[str, list[str], str]]) -> Started:
+    """Start each command inside its namespace; they wait for their input."""
+    procs: Started = []
     for name, argv, stdin in commands:
         with netns(name):
             proc = subprocess.Popen(
@@ -385,9 +424,23 @@ def _run_parallel(commands: list[tuple[str, list[str], str]]) -> None:
                 text=True,
             )
         procs.append((name, argv, stdin, proc))
+    return procs
+
+
+def _finish_parallel(procs: Started) -> None:
+    """Give every started command its input at once, then wait for all of them."""
+    for _name, _argv, stdin, proc in procs:
+        assert proc.stdin is not None
+        proc.stdin.write(stdin)
+        proc.stdin.close()
     errors = []
-    for name, argv, stdin, proc in procs:
-        out, err = proc.communicate(stdin, timeout=30)
+    for name, argv, _stdin, proc in procs:
+        assert proc.stdout is not None and proc.stderr is not None
+        err = proc.stderr.read()  # nft says little: neither pipe fills while the other waits
+        out = proc.stdout.read()
+        proc.stdout.close()
+        proc.stderr.close()
+        proc.wait(timeout=30)
         if proc.returncode != 0:
             errors.append(f"{' '.join(argv)} in {name}: {(err or out).strip()}")
     if errors:

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Literal
 
 from controller.compiler import (
@@ -28,7 +28,6 @@ from controller.compiler import (
     SegmentError,
     SegmentList,
     SwitchRules,
-    compile_fabric,
     compile_network,
     compile_policies,
     host_prefix,
@@ -163,19 +162,20 @@ def fast_reroute(
     before: Solution,
     dead: Iterable[LinkKey],
     *,
-    live: LiveGraph | None = None,
+    prune: bool = False,
 ) -> dict[str, SwitchRules]:
     """The first reaction to dead links, before any recompute: every policy that crosses
     one keeps the lists that avoid them, or moves to its precomputed backup (only the
-    headend entries of its ingress switch change). With ``live`` (the graph without the
-    dead links), the switches at the ends of a dead link also get their fabric routing
-    recompiled, so that their ECMP groups stop using it: a kernel switch does that by
-    itself for a port that goes down, BMv2 only when its port monitor polls (200 ms), and
-    no switch for a link that stays up and drops (gray).
-    The result holds just the switches that change."""
+    headend entries of its ingress switch change). With ``prune``, the switches at the ends
+    of a dead link also drop its members from their ECMP groups, in place: one group
+    modification however many prefixes use the group (prefix-independent), where a
+    recompiled fabric would move every route of a group whose member set changed. A kernel
+    switch does that by itself for a port that goes down, BMv2 only when its port monitor
+    polls (every 200 ms), and no switch for a link that stays up and drops (gray). Routes
+    with the dead link as their only next hop wait for the recompute. The result holds just
+    the switches that change."""
     gone = frozenset(dead)
     changed: set[str] = set()
-    ends = {n for link in gone for n in link if topo.is_switch(n)} if live is not None else set()
     specs: list[PolicySpec] = []
     for p in before.policies:
         keep = [s for s in p.lists if not (s.links & gone)]
@@ -185,14 +185,39 @@ def fast_reroute(
                 keep = [s for s in p.backup if not (s.links & gone)]
         if keep:
             specs.append(p.spec(keep))
-    if not changed and not ends:
+    pruned = _prune_dead_members(topo, before, gone) if prune else {}
+    if not changed and not pruned:
         return {}
     policies = compile_policies(topo, specs)
     out = {name: before.rules[name].with_policies(policies) for name in sorted(changed)}
-    if ends:
-        fabric = compile_fabric(topo, live=live, host_routes=before.host_routes)
-        for name in sorted(ends):
-            out[name] = fabric[name].with_policies(policies)
+    for name, rules in pruned.items():
+        out[name] = rules.with_policies(policies)
+    return out
+
+
+def _prune_dead_members(
+    topo: Topology, before: Solution, dead: frozenset[LinkKey]
+) -> dict[str, SwitchRules]:
+    """The end switches of ``dead`` links with those links' members left out of their ECMP
+    groups (same group ids); a group that would lose every member stays as it is."""
+    ports: dict[str, set[int]] = {}
+    for key in dead:
+        x, y = pair(key)
+        link = topo.link(x, y)
+        for end in (link.a, link.b):
+            if topo.is_switch(end.node):
+                ports.setdefault(end.node, set()).add(end.port)
+    out: dict[str, SwitchRules] = {}
+    for name, down in sorted(ports.items()):
+        rules = before.rules.get(name)
+        if rules is None:
+            continue
+        groups = []
+        for group in rules.ecmp_groups:
+            keep = tuple(m for m in group.members if m.watch_port not in down)
+            groups.append(replace(group, members=keep) if keep else group)
+        if groups != list(rules.ecmp_groups):
+            out[name] = replace(rules, ecmp_groups=tuple(groups))
     return out
 
 

@@ -166,13 +166,20 @@ def test_collective_flows_share_ingress_policies(ft: Topology) -> None:
     assert len(sol.policies) == 12  # one host per edge switch: one policy per flow
 
 
-def test_fast_reroute_of_a_gray_link_prunes_it_at_both_ends(ft: Topology) -> None:
+def test_fast_reroute_prunes_a_dead_link_from_the_groups_at_its_ends(ft: Topology) -> None:
     sol = solve(ft, LiveGraph(ft.graph), [Intent("c", Connectivity())])
     dead = frozenset(("agg1", "core1"))
-    assert fast_reroute(ft, sol, [dead]) == {}  # a port went down: the data plane did it
-    live = LiveGraph(ft.graph, [("agg1", "core1")])
-    rules = fast_reroute(ft, sol, [dead], live=live)
+    assert fast_reroute(ft, sol, [dead]) == {}  # no policy crosses it
+    rules = fast_reroute(ft, sol, [dead], prune=True)
     assert set(rules) == {"agg1", "core1"}
-    port = ft.link("agg1", "core1").interface_at("agg1").port
-    assert all(nh.port != port for nh in rules["agg1"].next_hops)
-    assert rules["agg1"] == solve(ft, live, [Intent("c", Connectivity())]).rules["agg1"]
+    for end in ("agg1", "core1"):
+        port = ft.link("agg1", "core1").interface_at(end).port
+        before, after = sol.rules[end], rules[end]
+        assert [g.id for g in after.ecmp_groups] == [g.id for g in before.ecmp_groups]
+        assert any(m.watch_port == port for g in before.ecmp_groups for m in g.members)
+        assert all(m.watch_port != port for g in after.ecmp_groups for m in g.members)
+        assert all(g.members for g in after.ecmp_groups)
+        # prefix-independent: no route moves, only groups lose a member (core1's route to
+        # pod 1, whose only next hop is agg1, waits for the recompute)
+        assert after.routes == before.routes
+        assert after.next_hops == before.next_hops
