@@ -46,7 +46,9 @@ def setup_logging(level: str, fmt: str, log_file: str | None = None) -> None:
         handler.setFormatter(JsonFormatter())
     else:
         handler.setFormatter(
-            logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s", "%H:%M:%S")
+            logging.Formatter(
+                "%(asctime)s.%(msecs)03d %(levelname)s %(name)s: %(message)s", "%H:%M:%S"
+            )
         )
     root = logging.getLogger()
     root.handlers[:] = [handler]
@@ -105,10 +107,16 @@ def add_run_arguments(p: argparse.ArgumentParser) -> None:
         "failures (default 10 ms; 0 turns probes off; kernel switches only)",
     )  # fmt: skip
     p.add_argument(
-        "--probe-miss", type=int, default=3, metavar="N",
-        help="a steered path is suspect when N probes in a row are lost (default 3); its "
-        "links are then checked with ICMPv6 echo for 5 more intervals, and only links that "
-        "answer none are taken down (congestion drops some, a gray failure all)",
+        "--probe-miss", type=int, default=1, metavar="N",
+        help="a steered path is suspect when N probes in a row are lost (default 1); each "
+        "of its links that no other path vouches for then gets 2 ICMPv6 echoes at once, "
+        "and the links that answer none are taken down. Probes and echoes are DSCP CS6, "
+        "which lab links queue in a strict-priority class: congestion does not drop them",
+    )  # fmt: skip
+    p.add_argument(
+        "--probe-grace", type=float, default=4.0, metavar="MS",
+        help="a probe or echo reply not back this long after it was sent is lost "
+        "(default 4 ms: the machine's CPU jitter; probes never queue behind data)",
     )  # fmt: skip
     p.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
     p.add_argument("--log-format", default="text", choices=("text", "json"))
@@ -179,7 +187,11 @@ async def _main(  # noqa: PLR0917
         from controller.probing import PathProber
 
         prober = PathProber(
-            service, inventory, interval=args.probe_interval / 1000, miss=args.probe_miss
+            service,
+            inventory,
+            interval=args.probe_interval / 1000,
+            miss=args.probe_miss,
+            grace=args.probe_grace / 1000,
         )
         await prober.start()
     LOG.info(

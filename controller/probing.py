@@ -9,14 +9,25 @@ destination's prefix, UDP port 6635, stamped with target id, sequence number and
 time), sent from a raw socket inside the ingress switch's namespace, so the switch's own
 forwarding carries it. It is seen leaving the egress switch's port toward the
 destination host, decapsulated (a packet socket with a BPF filter inside the egress
-switch's namespace); the host drops it. A path that misses ``miss`` probes in a row after
+switch's namespace); the host drops it.
+
+Probes and echoes carry DSCP CS6 (outer and inner header; the echo socket's traffic
+class, which the reply reflects). Lab links give CS6 a strict-priority htb class
+(lab/links.py), as fabrics do for control traffic: a probe never waits behind a data
+queue, so it is late only by the machine's CPU jitter (``grace``), and a lost probe means
+a lost link, not congestion. The targets' probes are spread over the interval (phases),
+and every phase judges every target, so a failure is seen within a fraction of an
+interval of the probe that proves it.
+
+A path that has ``miss`` probes in a row unanswered ``grace`` after they were sent, after
 answering on the current state (all switches written; a path is judged again only after
 it answered once since the last change, so the loss of a reconfiguration is never taken
-for a failure) is suspect. Its fabric links that no healthy path vouches for are each
-checked with ICMPv6 echo for ``confirm`` more intervals; those that answer no echo at all
-are reported down (reason ``probe``): congestion drops some probes and some echoes, a gray
-link all of them. The controller's fast reroute and recompute follow, as for a port going
-down.
+for a failure), is suspect. Its fabric links that no path vouches for (a probe that
+crossed them was sent after the suspect's first lost one, and arrived) are each sent
+``confirm`` ICMPv6 echoes at once; those that answer none within ``grace`` are reported
+down (reason ``probe``). The controller's fast reroute and recompute follow, as for a port
+going down. Sockets are read before every judgement, so a loop that runs late reads what
+arrived meanwhile instead of taking it for lost.
 
 A failed segment list cannot say which link failed, nor when it is back: after the
 reroute the same SIDs may be forwarded around the link. Hence the echo, between the
@@ -56,6 +67,13 @@ ETH_P_IPV6 = 0x86DD
 ETH_P_ALL = 0x0003
 SO_ATTACH_FILTER = 26
 _STAMP = struct.Struct("!4sIIQ")
+TCLASS = 0xC0
+"""DSCP CS6 (network control) in the IPv6 traffic class: the links' priority class."""
+IPV6_TCLASS = 67
+PHASES = 4
+"""Probe phases per interval: the loop runs every interval / PHASES."""
+GRACE_S = 0.004
+"""How late a probe or echo reply may be (priority queues: CPU jitter only)."""
 
 # classic BPF: IPv6, next header UDP, destination port 6635 (Ethernet + fixed IPv6 header)
 _BPF = [
@@ -86,11 +104,13 @@ class Target:
     links: frozenset[LinkKey]
     """Fabric links of the path (not the hosts' access links)."""
     every: int = 1
-    """Probe every this many ticks (keeps the probes to ~1 % of the slowest link)."""
-    grace_ns: int = 0
-    """How long a probe may sit in queues (two full queues of the slowest link)."""
+    """Probe every this many intervals (keeps the probes to ~1 % of the slowest link)."""
+    phase: int = 0
+    """The phase (tick modulo every * PHASES) at which it sends."""
     seq: int = 0
     last_rx: int = -1
+    last_rx_sent: int = 0
+    """Send time of the newest probe that arrived."""
     sent: dict[int, int] = field(default_factory=dict)
     """Send time of the recent probes, by sequence number."""
     answered: bool = False
@@ -127,9 +147,9 @@ def build_probe(target: Target, seq: int, now_ns: int) -> bytes:
     udp = struct.pack("!HHHH", PORT, PORT, udp_len, 0) + payload
     csum = _checksum(pseudo + udp) or 0xFFFF
     udp = udp[:6] + struct.pack("!H", csum) + udp[8:]
-    flow = target.id & 0xFFFFF
+    first_word = 0x60000000 | TCLASS << 20 | (target.id & 0xFFFFF)
     inner = (
-        struct.pack("!IHBB", 0x60000000 | flow, len(udp), 17, 64)
+        struct.pack("!IHBB", first_word, len(udp), 17, 64)
         + target.src.packed
         + target.dst.packed
         + udp
@@ -143,7 +163,7 @@ def build_probe(target: Target, seq: int, now_ns: int) -> bytes:
         body, nh = srh + inner, 43
     else:
         body, nh = inner, 41
-    outer = struct.pack("!IHBB", 0x60000000 | flow, len(body), nh, 64)
+    outer = struct.pack("!IHBB", first_word, len(body), nh, 64)
     return outer + target.src.packed + sids[0].packed + body
 
 
@@ -163,12 +183,14 @@ class PathProber:
         inventory: Path,
         *,
         interval: float = 0.01,
-        miss: int = 3,
+        miss: int = 1,
         recover: int = 5,
-        confirm: int = 5,
+        confirm: int = 2,
+        grace: float = GRACE_S,
     ) -> None:
         self.service = service
         self.interval = interval
+        self.grace_ns = int(grace * 1e9)
         self.miss = miss
         self.confirm = confirm
         self.recover = recover
@@ -273,10 +295,9 @@ class PathProber:
         self._pace()
 
     def _pace(self) -> None:
-        """Probes must not load the links they judge, nor be judged by queueing delay:
-        each target probes at most at ~1 % of its slowest link shared with the others that
-        cross it, and a probe counts as lost only after two full queues of that link
-        (QUEUE_BYTES each: lab links queue 100 packets)."""
+        """Probes must not load the links they judge: each target probes at most at ~1 %
+        of its slowest link shared with the others that cross it; the targets' phases are
+        spread over the interval."""
         topo = self.service.topo
         crossing: dict[LinkKey, int] = {}
         for t in self.targets.values():
@@ -288,7 +309,8 @@ class PathProber:
             bits_per_s = slowest * 1e6 * PROBE_SHARE
             min_interval = sharing * PROBE_BITS / bits_per_s
             t.every = max(1, math.ceil(min_interval / self.interval))
-            t.grace_ns = int(2 * QUEUE_BYTES * 8 / (slowest * 1e6) * 1e9)
+        for n, t in enumerate(sorted(self.targets.values(), key=lambda t: t.id)):
+            t.phase = n % (t.every * PHASES)
 
     def _sender(self, switch: str) -> socket.socket:
         sock = self._senders.get(switch)
@@ -321,7 +343,6 @@ class PathProber:
         self._receivers[(switch, port)] = sock
 
     def _readable(self, sock: socket.socket) -> None:
-        now = time.monotonic_ns()
         while True:
             try:
                 frame = sock.recv(2048)
@@ -337,9 +358,10 @@ class PathProber:
             if target is None or parsed[1] <= target.last_rx:
                 continue
             target.last_rx = parsed[1]
+            target.last_rx_sent = parsed[2]
             target.answered = True
             target.streak += 1
-            target.rtt_ns.append(now - parsed[2])
+            target.rtt_ns.append(time.monotonic_ns() - parsed[2])
             del target.rtt_ns[:-50]
             if target.failed and target.streak >= self.recover:
                 target.failed = False
@@ -348,43 +370,62 @@ class PathProber:
     # -- the loop ----------------------------------------------------------------------------
 
     async def _run(self) -> None:
+        step = self.interval / PHASES
         next_at = time.monotonic()
         while True:
             try:
                 self._refresh()
                 self._tick += 1
+                self._read_all()
                 now = time.monotonic_ns()
                 settled = not self.service.busy()
                 for target in list(self.targets.values()):
-                    self._probe(target, now, settled)
-                self._echo_all()
+                    self._judge(target, now, settled)
+                    if (self._tick - target.phase) % (target.every * PHASES) == 0:
+                        self._probe(target, now)
+                if self._tick % PHASES == 0:
+                    self._echo_all()
             except asyncio.CancelledError:
                 raise
             except Exception:
                 LOG.exception("path probes")
-            next_at += self.interval
+            next_at += step
             delay = next_at - time.monotonic()
             if delay < 0:
                 next_at = time.monotonic()
                 delay = 0
             await asyncio.sleep(delay)
 
-    def _probe(self, target: Target, now: int, settled: bool) -> None:
-        if (self._tick + target.id) % target.every:
-            return
-        first_lost = target.sent.get(target.last_rx + 1)
-        silent = now - first_lost if first_lost is not None else 0
+    def _read_all(self) -> None:
+        """Read what arrived (the loop may run late: a probe waiting in a socket is not
+        lost)."""
+        for sock in self._receivers.values():
+            self._readable(sock)
+        for sock in self._icmp.values():
+            self._echo_reply(sock)
+
+    def lost(self, target: Target, now: int) -> int:
+        """Probes in a row since the last answered one that are overdue (sent more than
+        ``grace`` ago)."""
+        n = 0
+        for seq in range(target.last_rx + 1, target.seq + 1):
+            sent = target.sent.get(seq)
+            if sent is None or now - sent <= self.grace_ns:
+                break
+            n += 1
+        return n
+
+    def _judge(self, target: Target, now: int, settled: bool) -> None:
         if not settled:
             target.answered = False  # switches are being written: loss here proves nothing
-        elif (
-            target.answered
-            and not target.failed
-            and target.seq - target.last_rx >= self.miss
-            and silent > target.grace_ns + self.miss * target.every * self.interval * 1e9
-        ):
+            return
+        lost = self.lost(target, now) if target.answered and not target.failed else 0
+        if lost >= self.miss:
             target.failed = True
             target.streak = 0
             self._spawn(self._failed(target))
+
+    def _probe(self, target: Target, now: int) -> None:
         if target.seq > target.last_rx:
             target.streak = 0 if target.seq - target.last_rx > 1 else target.streak
         try:
@@ -403,12 +444,11 @@ class PathProber:
         self._pending.add(task)
         task.add_done_callback(self._pending.discard)
 
-    def healthy_links(self) -> set[LinkKey]:
-        """Links that a path vouches for now: its last or previous probe got through (the
-        other paths across a failed link are missing probes too, only not as many yet)."""
+    def vouched_links(self, since_ns: int) -> set[LinkKey]:
+        """Links that carried a probe sent after ``since_ns`` (it arrived)."""
         out: set[LinkKey] = set()
         for t in self.targets.values():
-            if t.active and t.answered and not t.failed and t.seq - t.last_rx <= 1:
+            if t.active and not t.failed and t.last_rx_sent > since_ns:
                 out |= t.links
         return out
 
@@ -416,39 +456,42 @@ class PathProber:
         if target.links & self.service.down:
             LOG.info("path %s stopped answering; it crosses a link already down", target)
             return
-        suspects = frozenset(target.links - self.healthy_links()) or target.links
+        judged = time.monotonic_ns()
+        first_lost = target.sent.get(target.last_rx + 1, 0)
+        suspects = frozenset(target.links - self.vouched_links(first_lost)) or target.links
         missed = target.seq - target.last_rx
         for link in suspects:
             self._check(link, fresh=True)
-        # confirm: a congested link still passes some echoes, a gray one none. Wait for
-        # the echoes themselves (a loaded loop ticks late), then one interval for replies.
         checks = [self.checks[link] for link in suspects if link in self.checks]
-        for _ in range(20 * self.confirm):
-            if all(c.sent >= self.confirm or c.answered for c in checks):
+        # confirm: ``confirm`` echoes across each suspect link at once; they and their
+        # replies travel in the priority class, which congestion does not fill
+        for _ in range(self.confirm):
+            for check in checks:
+                try:
+                    self._echo(check)
+                except OSError as exc:
+                    LOG.debug("echo %s: %s", _name(check.link), exc)
+        deadline = time.monotonic_ns() + self.grace_ns
+        while time.monotonic_ns() < deadline:
+            await asyncio.sleep(ECHO_GAP_S)
+            self._read_all()
+            if all(c.answered for c in checks):
                 break
-            await asyncio.sleep(self.interval)
-        # replies may wait in a full queue each way
-        topo = self.service.topo
-        queued = max((2 * QUEUE_BYTES * 8 / (_mbps(topo, c.link) * 1e6) for c in checks), default=0)
-        await asyncio.sleep(self.interval + queued)
-        dead = frozenset(
-            link
-            for link in suspects
-            if link in self.checks
-            and self.checks[link].answered == 0
-            and self.checks[link].sent >= self.confirm
-        )
+        self._read_all()
+        dead = frozenset(c.link for c in checks if c.answered == 0 and c.sent >= self.confirm)
         if not dead:
             LOG.info(
-                "path %s lost %d probes in a row, but every link of it answers echo "
-                "(congestion, not a failure)", target, missed,
+                "path %s lost %d probes in a row, but every link of it answers echo",
+                target, missed,
             )  # fmt: skip
             target.failed = False
             target.answered = False
             return
         LOG.warning(
-            "path %s stopped answering (%d probes lost); no echo across %s",
-            target, missed, ", ".join(sorted(map(_name, dead))),
+            "path %s stopped answering (%d probes lost, the first sent %.1f ms ago); no "
+            "echo across %s (%.1f ms of echoes)",
+            target, missed, (time.monotonic_ns() - first_lost) / 1e6,
+            ", ".join(sorted(map(_name, dead))), (time.monotonic_ns() - judged) / 1e6,
         )  # fmt: skip
         await self.service.links_changed(
             dead, False, f"probe {target.ingress}->{target.egress}", reason="probe"
@@ -467,7 +510,8 @@ class PathProber:
             check = self.checks[link]
             check.streak = 0
             if fresh:
-                check.sent = check.answered = 0
+                check.sent = check.answered = check.replied = 0
+                check.outstanding.clear()
             return
         topo = self.service.topo
         a, b = sorted(link)
@@ -483,7 +527,11 @@ class PathProber:
         sock = self._icmp.get(check.switch)
         if sock is None:
             sock = socket_in(
-                self.netns[check.switch], socket.AF_INET6, socket.SOCK_RAW, socket.IPPROTO_ICMPV6
+                self.netns[check.switch],
+                socket.AF_INET6,
+                socket.SOCK_RAW,
+                socket.IPPROTO_ICMPV6,
+                lambda s: s.setsockopt(socket.IPPROTO_IPV6, IPV6_TCLASS, TCLASS),
             )
             sock.setblocking(False)
             asyncio.get_running_loop().add_reader(sock.fileno(), self._echo_reply, sock)
@@ -492,6 +540,9 @@ class PathProber:
             check.ifindex = _ifindex(self.netns[check.switch], check.port)
         check.seq = (check.seq + 1) & 0xFFFF
         check.sent += 1
+        check.outstanding[check.seq] = check.sent
+        if len(check.outstanding) > 64:
+            del check.outstanding[next(iter(check.outstanding))]
         payload = struct.pack("!4sQ", MAGIC, check.id)
         packet = struct.pack("!BBHHH", 128, 0, 0, ECHO_ID, check.seq) + payload
         sock.sendto(packet, (str(check.peer), 0, 0, check.ifindex))
@@ -511,10 +562,10 @@ class PathProber:
             if ident != ECHO_ID or magic != MAGIC:
                 continue
             check = next((c for c in self.checks.values() if c.id == check_id), None)
-            if check is None or seq != check.seq:
+            if check is None or seq not in check.outstanding:
                 continue
             check.answered += 1
-            check.replied = check.sent
+            check.replied = max(check.replied, check.outstanding.pop(seq))
             check.streak += 1
             if check.streak >= self.recover:
                 del self.checks[check.link]
@@ -557,8 +608,10 @@ class LinkCheck:
     answered: int = 0
     """Echo replies received (since the check was last made fresh)."""
     replied: int = 0
-    """The ``sent`` count when the latest reply came."""
+    """The ``sent`` count of the newest echo answered."""
     streak: int = 0
+    outstanding: dict[int, int] = field(default_factory=dict)
+    """Echoes not answered yet: sequence number -> their ``sent`` count."""
 
 
 ECHO_ID = os.getpid() & 0xFFFF
@@ -574,8 +627,7 @@ def _ifindex(netns: str, ifname: str) -> int:
     return holder[0]
 
 
-QUEUE_BYTES = 150_000
-"""What a lab link queues (100 packets of 1,500 bytes: lab/links.py)."""
+ECHO_GAP_S = 0.001
 PROBE_BITS = 150 * 8
 PROBE_SHARE = 0.01
 

@@ -30,7 +30,8 @@ from typing import Any, Literal
 
 import finsy as fy
 
-from controller.compiler import entities
+from controller.compiler import p4entities
+from controller.compiler.entries import SwitchRules
 from controller.intents import (
     KINDS,
     Connectivity,
@@ -118,6 +119,8 @@ class Timeline:
     source: str
     seen_ns: int
     computed_ns: int = 0
+    pushed_ns: int = 0
+    """The fast reroute's entities handed to the switch sessions."""
     acked_ns: int = 0
     recomputed_ns: int = 0
     recompute_acked_ns: int = 0
@@ -128,6 +131,7 @@ class Timeline:
             "source": self.source,
             "event_seen_ns": self.seen_ns,
             "reroute_computed_ns": self.computed_ns,
+            "reroute_pushed_ns": self.pushed_ns,
             "last_switch_acked_ns": self.acked_ns,
             "recompute_done_ns": self.recomputed_ns,
             "recompute_acked_ns": self.recompute_acked_ns,
@@ -165,6 +169,7 @@ class ControllerService:
         self._created = time.monotonic()
         self._programmed = False
         self._changed = asyncio.Condition()
+        self._sections: dict[tuple[str, tuple[Any, ...]], tuple[Normalized, ...]] = {}
         self._lock = asyncio.Lock()
         unknown = [s.name for s in switches if not topo.is_switch(s.name)]
         if unknown:
@@ -346,9 +351,17 @@ class ControllerService:
             rules = fast_reroute(self.topo, self.solution, changed, prune=True)
             if rules:
                 timeline.computed_ns = time.monotonic_ns()
-                version = self._push({n: entities(r) for n, r in rules.items()}, only=True)
+                version = self._push({n: self._normalized(r) for n, r in rules.items()}, only=True)
+                timeline.pushed_ns = time.monotonic_ns()
                 await self.wait_applied(version)
                 timeline.acked_ns = time.monotonic_ns()
+                LOG.info(
+                    "fast reroute of %s: computed in %.1f ms, handed to %d switches in %.1f "
+                    "ms, acknowledged by all %.1f ms after the event",
+                    name, (timeline.computed_ns - seen) / 1e6, len(rules),
+                    (timeline.pushed_ns - timeline.computed_ns) / 1e6,
+                    (timeline.acked_ns - seen) / 1e6,
+                )  # fmt: skip
                 self.metrics.reroutes.labels("backup").inc()
                 self.metrics.reroute_seconds.labels("backup").observe(
                     (timeline.acked_ns - seen) / 1e9
@@ -382,7 +395,7 @@ class ControllerService:
 
     def _publish(self, why: str) -> int:
         """Hand the current solution to the sessions; the new version."""
-        version = self._push({n: entities(r) for n, r in self.solution.rules.items()})
+        version = self._push({n: self._normalized(r) for n, r in self.solution.rules.items()})
         self._count_intents()
         for intent_id, state in self.solution.states.items():
             if state.status != "installed":
@@ -404,7 +417,23 @@ class ControllerService:
 
     def desired_entities(self, switch: str) -> list[Normalized]:
         rules = self.solution.rules.get(switch)
-        return normalize_all(entities(rules), self.schema) if rules else []
+        return self._normalized(rules) if rules else []
+
+    def _normalized(self, rules: SwitchRules) -> list[Normalized]:
+        """``normalize_all(entities(rules))``, each section of the rules (next hops, ECMP
+        members, ..., policies) normalised once and remembered: a reroute changes a few
+        sections of a few switches, and normalising every entity of every switch it
+        touched took 30-110 ms of the loop before the first switch was written."""
+        out: list[Normalized] = []
+        for section in _sections(rules):
+            got = self._sections.get(section)
+            if got is None:
+                got = tuple(normalize_all(_section_entities(section), self.schema))
+                if len(self._sections) >= SECTION_CACHE:
+                    self._sections.clear()
+                self._sections[section] = got
+            out.extend(got)
+        return out
 
     async def wait_applied(self, version: int, timeout: float | None = None) -> list[str]:
         """Wait until every primary session holds ``version`` (disconnected switches are
@@ -536,6 +565,30 @@ class ControllerService:
                 raise ValueError(f"{path}: {exc}") from None
             self.intents[intent_id] = Intent(intent_id, spec, float(item.get("created", 0)))
         LOG.info("loaded %d intents from %s", len(self.intents), path)
+
+
+SECTION_CACHE = 4096
+_CONVERT: dict[str, Any] = {
+    "next_hops": p4entities.next_hop,
+    "ecmp_members": p4entities.ecmp_member,
+    "ecmp_groups": p4entities.ecmp_group,
+    "routes": p4entities.route,
+    "my_sids": p4entities.my_sid,
+    "host_ports": p4entities.host_port,
+    "sid_blocks": p4entities.sid_block,
+}
+
+
+def _sections(rules: SwitchRules) -> list[tuple[str, tuple[Any, ...]]]:
+    """The rules by kind, in :func:`controller.compiler.entities`' write order."""
+    return [(kind, getattr(rules, kind)) for kind in (*_CONVERT, "policies")]
+
+
+def _section_entities(section: tuple[str, tuple[Any, ...]]) -> list[Any]:
+    kind, items = section
+    if kind == "policies":
+        return p4entities.policy_entities(items)
+    return [_CONVERT[kind](rule) for rule in items]
 
 
 def spec_dict_line(intent: Intent) -> str:

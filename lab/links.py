@@ -1,11 +1,19 @@
 """Lab links: veth pairs with the plan's interface names, MACs, link-local addresses and
 interface indexes, and their bandwidth capped by tc (htb, or tbf on request).
 
-Two things differ from Mininet's ``TCLink``:
+Three things differ from Mininet's ``TCLink``:
 
 - No netem. This kernel has no netem qdisc, so delay, jitter, loss and queue limits are
   refused with an error instead of being passed to a ``tc`` command that fails (Mininet
-  would only log it). Only Mininet's bandwidth commands (:meth:`TCIntf.bwCmds`) are used.
+  would only log it). Only bandwidth is emulated: htb, or Mininet's tbf on request.
+- A strict-priority lane for control traffic, as a fabric switch has: htb's tree is
+  ``5:0`` (default class 1) over ``5:10`` at the link rate, with the data class ``5:1``
+  (prio 1) and the control class ``5:2`` (prio 0) under it. Packets marked DSCP CS6 (the
+  controller's path probes and link echoes, :mod:`controller.probing`) are put in ``5:2``
+  by an nftables egress chain on the port (``meta priority set 5:2``: htb classifies a
+  packet whose ``skb->priority`` is a leaf's id straight into that leaf; this kernel has
+  no u32 or matchall filters). They never wait behind the data queue, so a lost probe
+  means a lost link, not a full queue.
 - Each end of a veth pair gets its own interface index. When the two ends of a pair share an
   index, the kernel treats their carrier changes as non-urgent and batches them for up to a
   second (DESIGN.md, "Lab host facts"); with distinct indexes a link is usable as soon as
@@ -24,6 +32,12 @@ from lab.shell import run_commands
 NETEM_PARAMS = ("delay", "jitter", "loss", "max_queue_size")
 MAX_BANDWIDTH_MBPS = 100_000.0
 QUEUE_PACKETS = 100
+CONTROL_CLASS = "5:2"
+"""htb leaf of DSCP CS6 packets (strict priority over the data class 5:1)."""
+CONTROL_DSCP = "cs6"
+CONTROL_SHARE = 0.05
+"""The control class's assured rate, of the link's (it may borrow up to the link rate)."""
+PRIO_TABLE = "srv6lab_prio"
 
 
 class LabIntf(TCIntf):  # type: ignore[misc]
@@ -74,8 +88,11 @@ class LabIntf(TCIntf):  # type: ignore[misc]
                     f"link end {self.node.name}:{self.name}: bandwidth {bw} Mbit/s is outside "
                     f"0..{self.bwParamMax:g}"
                 )
-            tc_commands, _parent = self.bwCmds(bw=bw, use_tbf=use_tbf)
-            commands += [command % ("tc", self.name) for command in tc_commands]
+            if use_tbf:
+                tc_commands, _parent = self.bwCmds(bw=bw, use_tbf=True)
+                commands += [command % ("tc", self.name) for command in tc_commands]
+            else:
+                commands += priority_commands(self.name, bw)
         if up:
             commands.append(f"ip link set dev {self.name} up")
         run_commands(self.node, commands, f"configuring {self.node.name}:{self.name}")
@@ -124,6 +141,25 @@ class LabLink(Link):  # type: ignore[misc]
             [f"ip link add {end1} type veth peer {end2} netns {node2.pid}"],
             f"creating link {node1.name}:{intfname1} -- {node2.name}:{intfname2}",
         )
+
+
+def priority_commands(ifname: str, bw: float) -> list[str]:
+    """htb with a strict-priority control class and the nftables egress chain that puts
+    DSCP CS6 packets in it (see the module's docstring)."""
+    control = max(bw * CONTROL_SHARE, 0.1)
+    chain = "egress_" + ifname.replace("-", "_").replace(".", "_")
+    rule = f"ip6 dscp {CONTROL_DSCP} meta priority set {CONTROL_CLASS}"
+    return [
+        f"tc qdisc add dev {ifname} root handle 5:0 htb default 1",
+        f"tc class add dev {ifname} parent 5:0 classid 5:10 htb rate {bw:f}Mbit burst 15k",
+        f"tc class add dev {ifname} parent 5:10 classid 5:1 htb rate {bw - control:f}Mbit "
+        f"ceil {bw:f}Mbit burst 15k prio 1",
+        f"tc class add dev {ifname} parent 5:10 classid {CONTROL_CLASS} htb rate "
+        f"{control:f}Mbit ceil {bw:f}Mbit burst 15k prio 0",
+        f"nft 'add table netdev {PRIO_TABLE}; add chain netdev {PRIO_TABLE} {chain} "
+        f'{{ type filter hook egress device "{ifname}" priority 0; policy accept; }}; '
+        f"add rule netdev {PRIO_TABLE} {chain} {rule}'",
+    ]
 
 
 def _veth_end(name: str, mac: str | None, ifindex: int | None) -> str:

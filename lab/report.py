@@ -105,6 +105,10 @@ def repetition(
         else:
             failure["sender_idle_ms"] = 0.0
         rec_at = events["failure"].recovered_at_ns
+        # when the loss began (the last packet sent before it), after the fault's stamp
+        failure["loss_began_after_fault_ms"] = (
+            _ms(rec_at - window - fail_at) if rec_at is not None and window is not None else None
+        )
         failure["recovered_before_restore"] = events["failure"].packets_lost == 0 or (
             rec_at is not None and rec_at < restore_at
         )

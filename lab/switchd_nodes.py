@@ -107,16 +107,19 @@ def start_all(
 
 
 def start_switchd(node: Any, endpoint: SwitchEndpoint) -> subprocess.Popen[bytes]:
-    """Start one switchd inside ``node``'s namespace (log appended to endpoint.log)."""
+    """Start one switchd inside ``node``'s namespace (log appended to endpoint.log), at
+    the lab's control priority (lab.controller_proc.CONTROL_NICE)."""
+    from lab.controller_proc import control_priority
+
     log = Path(endpoint.log)
     directory = log.parent
-    cmd = [
+    cmd = control_priority([
         sys.executable, "-m", "switchd.cli",
         "--listen", endpoint.p4runtime,
         "--device-id", str(endpoint.device_id),
         "--state-dir", str(directory / endpoint.name),
         "--ports", ",".join(f"{p}={n}" for p, n in endpoint.ports.items()),
-    ]  # fmt: skip
+    ])  # fmt: skip
     with log.open("ab") as out:
         proc: subprocess.Popen[bytes] = node.popen(cmd, stdout=out, stderr=subprocess.STDOUT)
     return proc
