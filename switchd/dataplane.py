@@ -17,7 +17,10 @@ The contract, per Write RPC:
 
 All entities are finsy's ``p4.v1`` protobuf messages (``finsy.proto.p4r``), canonical
 (shortest bytestrings, match fields and params sorted by id, ``watch`` turned into
-``watch_port``, no counter data). ``apply`` may be called more than once per Write (a batch
+``watch_port``, no counter data). The server also hands over what its validation already
+read from them (a change's ``key`` and ``refs``), so that a data plane need not read the
+protobuf again: on the write path each field read from a message costs about as much as
+the data plane's own work per entry. ``apply`` may be called more than once per Write (a batch
 is split where a later update depends on an earlier one, and into chunks so that the kernel
 applies one while the server validates the next; ROLLBACK_ON_ERROR sends the inverse changes
 as one more call). Data plane methods run on one worker thread, one call at a time.
@@ -27,7 +30,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, NamedTuple, Protocol
 
 if TYPE_CHECKING:
     from finsy.proto import p4i, p4r
@@ -39,14 +42,29 @@ class ChangeKind(enum.Enum):
     DELETE = "DELETE"
 
 
-@dataclass(frozen=True, slots=True)
-class Change:
+EntityKey = tuple[str, int, int | bytes]
+"""The identity of an entity, as the server stores it: ("table", table id, match key),
+("default", table id, b""), ("member", profile id, member id) or ("group", profile id, group
+id). A match key is the canonical match as bytes: for each field in id order, the field id
+(4 bytes) and its value (a 2-byte length, then the shortest big-endian bytes), followed for
+an LPM field by the prefix length (2 bytes), for a ternary field by the mask and for a range
+field by the high end (each length-prefixed like the value); then the priority (4 bytes,
+signed). An entry whose LPM field is left out (the /0 default route) has no part for it."""
+
+
+class Change(NamedTuple):
     """One validated update. ``before`` is the stored entity that a MODIFY or DELETE
-    replaces (``None`` for INSERT); ``after`` is the new entity (``None`` for DELETE)."""
+    replaces (``None`` for INSERT); ``after`` is the new entity (``None`` for DELETE).
+
+    ``key`` is the entity's identity (see :data:`EntityKey`); ``refs`` the action profile
+    members and groups ``after`` refers to, as keys. Either may be ``None`` (not known:
+    read the entity). (A NamedTuple: one is made for every update written.)"""
 
     kind: ChangeKind
     before: p4r.Entity | None
     after: p4r.Entity | None
+    key: EntityKey | None = None
+    refs: tuple[EntityKey, ...] | None = None
 
 
 class DataplaneError(Exception):

@@ -34,6 +34,7 @@ from switchd.kernel.render import (
     kernel_key,
     nexthop_of_neighbour,
     render,
+    route_dependency,
 )
 from switchd.kernel.schema import Schema
 from switchd.kernel.state import (
@@ -51,6 +52,7 @@ from switchd.kernel.state import (
     decode,
     encode,
     record_key,
+    route_of_change,
 )
 
 if TYPE_CHECKING:
@@ -344,9 +346,43 @@ class KernelDataplane:
                     self.objects[kkey] = new
             queue.extend(sorted(self.rdeps.get(key, ()), key=repr))
 
+    def _write_route(self, key: RKey, route: Route | None, journal: _Journal) -> None:
+        """_set_record() and _rerender() of a route (None: delete it), the most frequent
+        change, in one: a route depends on one member or group, nothing depends on a route,
+        and there is nothing to _check() in it."""
+        records = self.records
+        old = records.get(key)
+        journal.records.append((key, old))
+        if old is not None:
+            self._unlink_deps(key, old)
+            del records[key]
+        kkey = kernel_key(key)
+        objects = self.objects
+        was = objects.get(kkey)
+        new = None
+        if route is not None:
+            records[key] = route
+            dep = route_dependency(route)
+            users = self.rdeps.get(dep)
+            if users is None:
+                self.rdeps[dep] = {key}
+            else:
+                users.add(key)
+            new = render(route, objects, records, self._ports(), self.protocol)
+        if new != was:
+            journal.objects.append((kkey, was))
+            if new is None:
+                del objects[kkey]
+            else:
+                objects[kkey] = new
+
     def _process(self, change: Change, journal: _Journal) -> None:
         """Apply one change to the records and rendered objects (not yet the kernel)."""
         assert self.schema is not None
+        route = route_of_change(self.schema, change)
+        if route is not None:
+            self._write_route(route[0], route[1], journal)
+            return
         entity = change.after if change.after is not None else change.before
         assert entity is not None
         try:
@@ -584,10 +620,13 @@ class KernelDataplane:
 
     def _watch_ports(self) -> None:
         from pyroute2 import IPRoute, NetNS
+        from pyroute2.netlink.rtnl import RTMGRP_LINK
 
         ipr: Any = NetNS(self.netns) if self.netns else IPRoute()
         try:
-            ipr.bind()
+            # Link events only: with every rtnl group, each route this switchd installs
+            # came back as a message that pyroute2 parsed in Python, under the GIL.
+            ipr.bind(groups=RTMGRP_LINK)
             # Events before bind() were missed: catch up with what the ports are now.
             before = set(self.ports_up)
             self._refresh_ports()

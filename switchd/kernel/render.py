@@ -25,6 +25,7 @@ a miss falls through to the next table.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from dataclasses import dataclass
 from typing import Any, NamedTuple
@@ -35,6 +36,7 @@ from switchd.kernel.state import (
     HostPort,
     MySid,
     NextHop,
+    Prefix,
     Record,
     Route,
     SegmentList,
@@ -120,14 +122,40 @@ def kernel_key(rkey: RKey) -> KKey:
     raise KeyError(rkey)
 
 
+_PREFIX_LENGTH = tuple(f"/{n}" for n in range(129))
+
+
+def route_prefix(prefix: Prefix) -> str:
+    """A prefix as a route line gives it to ip(8): every group written out in full
+    (``2001:0db8:0001:0000:0000:0000:0000:0000/64``), one call where inet_ntop's compressed
+    form costs three times as much; ``ip -6 route`` shows the kernel's own form anyway."""
+    return prefix.value.to_bytes(16, "big").hex(":", 2) + _PREFIX_LENGTH[prefix.length]
+
+
+@functools.lru_cache(maxsize=4096)
+def _route_target(target: int, table: int, proto: int) -> str:
+    """The end of a route line, the same for every route through one nexthop object."""
+    return f" nhid {target} table {table} proto {proto}"
+
+
+@functools.lru_cache(maxsize=16)
+def _route_table(table: int, proto: int) -> str:
+    return f" table {table} proto {proto}"
+
+
+def route_dependency(route: Route) -> RKey:
+    """The member or group a route's kernel object needs."""
+    profile = "ecmp_selector" if route.table == "routing_v6" else "headend_selector"
+    if route.member_id is not None:
+        return ("member", profile, route.member_id)
+    return ("group", profile, route.group_id)
+
+
 def dependencies(record: Record) -> tuple[RKey, ...]:
     """The records this one's kernel object needs."""
     match record:
         case Route():
-            profile = "ecmp_selector" if record.table == "routing_v6" else "headend_selector"
-            if record.member_id is not None:
-                return (("member", profile, record.member_id),)
-            return (("group", profile, record.group_id),)
+            return (route_dependency(record),)
         case EcmpMember():
             return (("next_hop", record.nexthop_id),)
         case Group():
@@ -155,12 +183,12 @@ def render(
             target = base + (ident or 0)
             if ("nh", target) not in objects:
                 return None
-            prefix = str(record.prefix)
+            prefix = route_prefix(record.prefix)
             return KObj(
                 ("route", table, record.prefix),
                 3,
-                (f"route replace {prefix} nhid {target} table {table} proto {proto}",),
-                (f"route del {prefix} table {table} proto {proto}",),
+                ("route replace " + prefix + _route_target(target, table, proto),),
+                ("route del " + prefix + _route_table(table, proto),),
             )
         case NextHop():
             if record.port not in ports.up or record.port not in ports.names:

@@ -39,6 +39,7 @@ ACTIONS: dict[str, tuple[str, ...]] = {
 }
 
 ACTION_PROFILES = ("ecmp_selector", "headend_selector")
+ROUTE_TABLES = ("routing_v6", "srv6_headend")
 
 
 class SchemaError(ValueError):
@@ -64,6 +65,9 @@ class Schema:
     """direct counter id -> table"""
     dst_field_id: dict[str, int]
     """table -> id of its LPM match field hdr.ipv6.dst_addr (the tables that have one)"""
+    route_table_by_id: dict[int, tuple[str, bytes]]
+    """id of routing_v6 and srv6_headend -> (name, how their match key starts: the id of
+    hdr.ipv6.dst_addr as 4 bytes; see switchd.dataplane.EntityKey)"""
 
     @classmethod
     def from_p4info(cls, p4info: p4i.P4Info) -> Schema:
@@ -126,4 +130,8 @@ class Schema:
             profile_id=profile_id,
             counter_table=counter_table,
             dst_field_id={t: i for (t, f), i in field_id.items() if f == "hdr.ipv6.dst_addr"},
+            route_table_by_id={
+                table_id[t]: (t, field_id[(t, "hdr.ipv6.dst_addr")].to_bytes(4, "big"))
+                for t in ROUTE_TABLES
+            },
         )

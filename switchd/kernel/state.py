@@ -14,7 +14,7 @@ from typing import Any, NamedTuple
 
 from finsy.proto import p4r
 
-from switchd.dataplane import DataplaneError
+from switchd.dataplane import Change, DataplaneError
 from switchd.kernel.schema import Schema
 
 _ntop = socket.inet_ntop
@@ -76,9 +76,10 @@ class Group:
     members: tuple[GroupMember, ...]
 
 
-@dataclass(frozen=True, slots=True)
-class Route:
-    """A routing_v6 or srv6_headend entry: prefix to an action profile member or group."""
+class Route(NamedTuple):
+    """A routing_v6 or srv6_headend entry: prefix to an action profile member or group. (A
+    NamedTuple, like Prefix: one is made for every route written, and the data plane holds
+    one per route.)"""
 
     table: str
     prefix: Prefix
@@ -207,6 +208,43 @@ def decode(schema: Schema, entity: p4r.Entity) -> Record:
         )
         return Group(profile, _check_id("group id", group.group_id), members)
     raise DataplaneError("UNIMPLEMENTED", f"switchd does not implement {kind} writes")
+
+
+def route_of_change(schema: Schema, change: Change) -> tuple[tuple[Any, ...], Route | None] | None:
+    """A routing_v6 or srv6_headend change as (record key, record; None for a DELETE), read
+    from the key and refs the server has already worked out, without reading the protobuf
+    again (the write path's most frequent change). None when they do not say: decode the
+    entity then."""
+    key = change.key
+    if key is None or key[0] != "table":
+        return None
+    table = schema.route_table_by_id.get(key[1])
+    match = key[2]
+    if table is None or not isinstance(match, bytes):
+        return None
+    name, head = table
+    if len(match) == 4:  # the LPM field left out: the /0 default route (priority 0 follows)
+        prefix = Prefix(0, 0)
+    else:
+        size = int.from_bytes(match[4:6], "big")
+        if len(match) != size + 12 or match[:4] != head:
+            return None
+        value = int.from_bytes(match[6 : 6 + size], "big")
+        prefix = Prefix(value, int.from_bytes(match[6 + size : 8 + size], "big"))
+    rkey = ("route", name, prefix)
+    if change.after is None:
+        return rkey, None
+    refs = change.refs
+    if refs is None or len(refs) != 1:
+        return None
+    kind, _, ident = refs[0]
+    if not isinstance(ident, int):
+        return None
+    if kind == "member":
+        return rkey, Route(name, prefix, ident, None)
+    if kind == "group":
+        return rkey, Route(name, prefix, None, ident)
+    return None
 
 
 def _segment_list(mid: int, action: str, params: dict[str, int]) -> SegmentList:

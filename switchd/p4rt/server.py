@@ -29,7 +29,14 @@ from typing import TYPE_CHECKING, Any, TypeVar, cast
 import grpc
 from finsy.proto import p4i, p4r, p4r_grpc
 
-from switchd.dataplane import Change, ChangeKind, CounterValue, Dataplane, DataplaneError
+from switchd.dataplane import (
+    Change,
+    ChangeKind,
+    CounterValue,
+    Dataplane,
+    DataplaneError,
+    EntityKey,
+)
 from switchd.p4rt.arbitration import Arbitration, Controller, election_id_of
 from switchd.p4rt.errors import (
     ABORTED,
@@ -57,7 +64,6 @@ from switchd.p4rt.pipeline import (
 from switchd.p4rt.store import EntityStore, parse
 from switchd.p4rt.validate import (
     CounterWrite,
-    EntityKey,
     P4InfoIndex,
     Validated,
     Validator,
@@ -653,11 +659,27 @@ class _Batch:
 
     async def run(self, updates: Any) -> list[P4RuntimeError | None]:
         self.results = [None] * len(updates)
+        validate = self.pipeline.validator.update
         try:
             for i, update in enumerate(updates):
                 if self.rollback and self.failed:
                     break
-                await self._one(i, update)
+                # The common case without a coroutine per update (each costs more than the
+                # rest of this loop): valid, and independent of the run so far. Anything
+                # else takes _one(), which validates again and handles it.
+                try:
+                    result = validate(update)
+                except Exception:
+                    await self._one(i, update)
+                    continue
+                if isinstance(result, CounterWrite) or (
+                    (self.run_items or self.inflight is not None) and self._conflicts(result)
+                ):
+                    await self._one(i, update)
+                    continue
+                self._queue(i, result)
+                if len(self.run_items) >= PIPELINE_CHUNK:
+                    await self._send()
             if not (self.rollback and self.failed):
                 await self._flush()
         finally:
@@ -705,24 +727,23 @@ class _Batch:
             if attempt == 0 and self._pending() and self._conflicts(result):
                 await self._flush()
                 continue
-            self.run_items.append((i, result))
-            self.touched.add(result.key)
-            profile = self._ref_profile(result)
-            if profile:
-                self.ref_profiles.add(profile)
+            self._queue(i, result)
             if len(self.run_items) >= PIPELINE_CHUNK:
                 await self._send()
             return
 
-    def _ref_profile(self, v: Validated) -> int:
-        """The action profile whose reference counts a change moves (0: none)."""
+    def _queue(self, i: int, v: Validated) -> None:
+        """Add a validated update to the run."""
+        self.run_items.append((i, v))
+        self.touched.add(v.key)
+        # The action profile whose reference counts the change moves, if any.
         kind, owner, _ = v.key
-        if kind == "group":
-            return owner
         if kind == "table":
             table = self.pipeline.index.tables.get(owner)
-            return table.implementation_id if table is not None else 0
-        return 0
+            if table is not None and table.implementation_id:
+                self.ref_profiles.add(table.implementation_id)
+        elif kind == "group":
+            self.ref_profiles.add(owner)
 
     def _conflicts(self, v: Validated) -> bool:
         touched = self.touched
@@ -888,11 +909,12 @@ def _apply_caught(dataplane: Dataplane, changes: list[Change]) -> Any:
 
 
 def _inverse(change: Change) -> Change:
+    """The change that undoes ``change`` (its refs left unknown where they differ)."""
     if change.kind is ChangeKind.INSERT:
-        return Change(ChangeKind.DELETE, change.after, None)
+        return Change(ChangeKind.DELETE, change.after, None, change.key, ())
     if change.kind is ChangeKind.DELETE:
-        return Change(ChangeKind.INSERT, None, change.before)
-    return Change(ChangeKind.MODIFY, change.after, change.before)
+        return Change(ChangeKind.INSERT, None, change.before, change.key)
+    return Change(ChangeKind.MODIFY, change.after, change.before, change.key)
 
 
 # -- Read -------------------------------------------------------------------------------------

@@ -14,8 +14,8 @@ from typing import cast
 
 from finsy.proto import p4r
 
-from switchd.dataplane import Change, CounterValue
-from switchd.p4rt.validate import EntityKey, P4InfoIndex
+from switchd.dataplane import Change, CounterValue, EntityKey
+from switchd.p4rt.validate import P4InfoIndex
 
 
 def parse(data: bytes) -> p4r.Entity:

@@ -12,11 +12,11 @@ from __future__ import annotations
 
 from collections.abc import Collection
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 from finsy.proto import p4i, p4r
 
-from switchd.dataplane import Change, ChangeKind
+from switchd.dataplane import Change, ChangeKind, EntityKey
 from switchd.p4rt.errors import (
     ALREADY_EXISTS,
     FAILED_PRECONDITION,
@@ -31,9 +31,6 @@ from switchd.p4rt.errors import (
 if TYPE_CHECKING:
     from switchd.p4rt.store import EntityStore
 
-EntityKey = tuple[str, int, int | bytes]
-"""The identity of a stored entity: ("table", table_id, match key), ("default", table_id, b""),
-("member", profile_id, member_id) or ("group", profile_id, group_id)."""
 
 EXACT: int = p4i.MatchField.EXACT
 LPM: int = p4i.MatchField.LPM
@@ -133,6 +130,9 @@ class TableInfo:
     idle_timeout: bool
     initial_default_action: p4r.Action | None
     """the default action the program starts with, when the P4Info says"""
+    single_field: MatchFieldInfo | None
+    """the table's only match field, when it has one, of kind exact or LPM (no priority):
+    most tables (routes, next hops), whose keys have a fast path"""
 
 
 @dataclass(frozen=True, slots=True)
@@ -196,6 +196,7 @@ class P4InfoIndex:
                 )
             elif table.const_default_action_id:
                 initial = p4r.Action(action_id=table.const_default_action_id)
+            only = next(iter(fields.values())) if len(fields) == 1 else None
             self.tables[table.preamble.id] = TableInfo(
                 id=table.preamble.id,
                 name=table.preamble.name,
@@ -217,6 +218,7 @@ class P4InfoIndex:
                 is_const=table.is_const_table,
                 idle_timeout=table.idle_timeout_behavior == p4i.Table.NOTIFY_CONTROL,
                 initial_default_action=initial,
+                single_field=only if only is not None and only.kind in ("exact", "lpm") else None,
             )
         self.action_profiles: dict[int, ActionProfileInfo] = {}
         for profile in p4info.action_profiles:
@@ -263,10 +265,10 @@ class P4InfoIndex:
 # -- validation results ---------------------------------------------------------------------
 
 
-@dataclass(slots=True)
-class Validated:
+class Validated(NamedTuple):
     """An update that passed validation: the change for the data plane, the key it has in
-    the store, and the keys of the stored entities it refers to (members, groups)."""
+    the store, and the keys of the stored entities it refers to (members, groups). (A
+    NamedTuple: one is made for every update written.)"""
 
     change: Change
     key: EntityKey
@@ -353,20 +355,27 @@ class Validator:
         if utype == DELETE:
             if before is None:
                 raise P4RuntimeError(NOT_FOUND, f"table {table.name}: no such entry")
-            return Validated(Change(ChangeKind.DELETE, before, None), key, ())
+            return Validated(Change(ChangeKind.DELETE, before, None, key, ()), key, ())
         if utype == INSERT and before is not None:
             raise P4RuntimeError(ALREADY_EXISTS, f"table {table.name}: the entry already exists")
         if utype == MODIFY and before is None:
             raise P4RuntimeError(NOT_FOUND, f"table {table.name}: no such entry")
-        self._check_entry_extras(table, te)
-        counter = self._counter_data(table, te)
+        if (
+            te.idle_timeout_ns
+            or te.HasField("time_since_last_hit")
+            or te.HasField("meter_config")
+            or te.HasField("meter_counter_data")
+        ):
+            self._check_entry_extras(table, te)
+        counter = self._counter_data(table, te) if te.HasField("counter_data") else None
         has_action = te.HasField("action")
+        which = te.action.WhichOneof("type") if has_action else None
         if (
             copied is None
             and entity is not None
             and has_action
             and counter is None
-            and _action_is_canonical(te.action)
+            and (which != "action" or _params_are_canonical(te.action.action))
         ):
             out = entity  # canonical as sent: validated in place, nothing in it changes
         elif copied is not None:
@@ -378,14 +387,14 @@ class Validator:
         if counter is not None:
             after.ClearField("counter_data")
         if has_action:
-            refs = self._table_action(table, after.action)
+            refs = self._table_action(table, after.action, which=which)
         elif utype == INSERT:
             raise invalid(f"table {table.name}: an INSERT needs an action")
         else:
             assert before is not None
             after.action.CopyFrom(before.table_entry.action)
             refs = self.store.refs_of(before)
-        change = Change(_CHANGE_KIND[utype], before, out)
+        change = Change(_CHANGE_KIND[utype], before, out, key, refs)
         return Validated(change, key, refs, counter)
 
     def _default_entry(self, utype: int, table: TableInfo, te: p4r.TableEntry) -> Validated:
@@ -421,7 +430,8 @@ class Validator:
         else:
             entity = self.store.initial_default_entry(table.id)
         before = self.store.default_entry(table.id)
-        return Validated(Change(ChangeKind.MODIFY, before, entity), ("default", table.id, b""), ())
+        key: EntityKey = ("default", table.id, b"")
+        return Validated(Change(ChangeKind.MODIFY, before, entity, key, ()), key, ())
 
     def _check_entry_extras(self, table: TableInfo, te: p4r.TableEntry) -> None:
         if te.idle_timeout_ns or te.HasField("time_since_last_hit"):
@@ -520,11 +530,17 @@ class Validator:
         return b"".join(k for _, k in keyed) + priority.to_bytes(4, "big", signed=True)
 
     def _table_action(
-        self, table: TableInfo, ta: p4r.TableAction, *, default: bool = False
+        self,
+        table: TableInfo,
+        ta: p4r.TableAction,
+        *,
+        default: bool = False,
+        which: str | None = None,
     ) -> tuple[EntityKey, ...]:
         """Validate a table entry's action, making it canonical in place; the members and
-        groups it refers to."""
-        which = ta.WhichOneof("type")
+        groups it refers to. ``which``: its kind, when the caller has read it."""
+        if which is None:
+            which = ta.WhichOneof("type")
         if table.implementation_id == 0:
             if which != "action":
                 raise invalid(
@@ -640,7 +656,7 @@ class Validator:
                     f"{what} is still used by {groups} group(s) and {entries} table entr"
                     f"{'y' if entries == 1 else 'ies'}",
                 )
-            return Validated(Change(ChangeKind.DELETE, before, None), key, ())
+            return Validated(Change(ChangeKind.DELETE, before, None, key, ()), key, ())
         if utype == INSERT and before is not None:
             raise P4RuntimeError(ALREADY_EXISTS, f"{what} already exists")
         if utype == MODIFY and before is None:
@@ -653,7 +669,7 @@ class Validator:
         after.member_id = m.member_id
         after.action.CopyFrom(m.action)
         self.action(after.action, profile.actions, what)
-        return Validated(Change(_CHANGE_KIND[utype], before, entity), key, ())
+        return Validated(Change(_CHANGE_KIND[utype], before, entity, key, ()), key, ())
 
     def group(self, utype: int, g: p4r.ActionProfileGroup) -> Validated:
         profile = self.index.action_profile(g.action_profile_id)
@@ -673,7 +689,7 @@ class Validator:
                     FAILED_PRECONDITION,
                     f"{what} is still used by {users} table entr{'y' if users == 1 else 'ies'}",
                 )
-            return Validated(Change(ChangeKind.DELETE, before, None), key, ())
+            return Validated(Change(ChangeKind.DELETE, before, None, key, ()), key, ())
         if utype == INSERT and before is not None:
             raise P4RuntimeError(ALREADY_EXISTS, f"{what} already exists")
         if utype == MODIFY and before is None:
@@ -722,10 +738,13 @@ class Validator:
         after = p4r.ActionProfileGroup(
             action_profile_id=profile.id, group_id=g.group_id, members=members, max_size=g.max_size
         )
+        group_refs = tuple(refs)
         return Validated(
-            Change(_CHANGE_KIND[utype], before, p4r.Entity(action_profile_group=after)),
+            Change(
+                _CHANGE_KIND[utype], before, p4r.Entity(action_profile_group=after), key, group_refs
+            ),
             key,
-            tuple(refs),
+            group_refs,
         )
 
     def _watch_port(self, what: str, m: p4r.ActionProfileGroup.Member) -> bytes:
@@ -754,6 +773,9 @@ def _canonical_key(table: TableInfo, te: p4r.TableEntry) -> bytes | None:
     recognised without changing or copying anything. None for anything else, which the
     general path (:meth:`Validator.canonical_match`) then validates, or rejects with the
     precise error. Gives the same key as the general path."""
+    field = table.single_field
+    if field is not None:
+        return _single_field_key(field, te)
     if te.priority or table.needs_priority:
         return None
     fields = table.fields
@@ -800,13 +822,39 @@ def _canonical_key(table: TableInfo, te: p4r.TableEntry) -> bytes | None:
     return b"".join(parts)
 
 
-def _action_is_canonical(ta: p4r.TableAction) -> bool:
-    """Whether validating ``ta`` (see :meth:`Validator.action`) would leave it as it is:
+def _single_field_key(field: MatchFieldInfo, te: p4r.TableEntry) -> bytes | None:
+    """:func:`_canonical_key` for a table whose only field is ``field`` (exact or LPM), with
+    as few reads of the message as it takes: each costs more than the checks."""
+    match = te.match
+    if len(match) != 1 or te.priority:
+        return None  # (an LPM left out, the /0 route, takes the general path)
+    fm = match[0]
+    if fm.field_id != field.id:
+        return None
+    width = field.bitwidth
+    if field.kind == "lpm":
+        lpm = fm.lpm  # the wrong kind reads as an empty value: the general path says why
+        plen: int = lpm.prefix_len
+        value: bytes = lpm.value
+        if not (0 < plen <= width and value and (value[0] or len(value) == 1)):
+            return None
+        number = int.from_bytes(value, "big")
+        if number.bit_length() > width or number & ((1 << (width - plen)) - 1):
+            return None
+        return field.head + _lp(value) + plen.to_bytes(2, "big") + b"\x00\x00\x00\x00"
+    exact: bytes = fm.exact.value
+    if not exact or not (exact[0] or len(exact) == 1):
+        return None
+    if (len(exact) - 1) * 8 + exact[0].bit_length() > width:
+        return None
+    return field.head + _lp(exact) + b"\x00\x00\x00\x00"
+
+
+def _params_are_canonical(action: p4r.Action) -> bool:
+    """Whether validating ``action`` (see :meth:`Validator.action`) would leave it as it is:
     parameters in id order, values in their shortest form."""
-    if ta.WhichOneof("type") != "action":
-        return True
     last = 0
-    for param in ta.action.params:
+    for param in action.params:
         value = param.value
         if param.param_id <= last or not value or not (value[0] or len(value) == 1):
             return False

@@ -150,6 +150,46 @@ def test_values_are_checked_against_bitwidths_and_stored_canonical(p4rt: Any) ->
     p4rt.run(scenario())
 
 
+def test_route_prefixes_are_checked_and_handed_over_decoded(p4rt: Any) -> None:
+    """Routes take a fast path through validation (one LPM field): it rejects what the
+    general path rejects, and hands the data plane the entry's key and references."""
+
+    async def scenario() -> None:
+        async with p4rt.switchd() as sw:
+            await ready(p4rt, sw)
+            b, n = sw.build, sw.names
+            await sw.write([p4rt.insert(b.next_hop(1, 1)), p4rt.insert(b.member(1, 1))])
+
+            def route(value: bytes, plen: int) -> p4r.Update:
+                entity = b.route("2001:db8::/32", member=1)
+                lpm = entity.table_entry.match[0].lpm
+                lpm.value, lpm.prefix_len = value, plen
+                return p4rt.insert(entity)
+
+            net = bytes.fromhex("20010db8") + bytes(12)
+            codes = await sw.write_codes(
+                [
+                    route(net, 0),  # /0 is spelt by leaving the field out
+                    route(net, 129),
+                    route(net[:5] + b"\x01" + net[6:], 32),  # bits beyond the prefix
+                    route(b"\x01" + net, 32),  # 136 bits
+                    route(b"", 32),
+                    route(b"\x00" + net, 32),  # long but fits: accepted, stored short
+                ]
+            )
+            assert codes == [INVALID_ARGUMENT] * 5 + [OK]
+            change = sw.dataplane.applied[-1]
+            assert change.after.table_entry.match[0].lpm.value == net
+            profile = n.profile("ecmp_selector")
+            assert change.refs == (("member", profile, 1),)
+            assert change.key is not None and change.key[:2] == ("table", n.table("routing_v6"))
+            delete = p4rt.delete(b.route("2001:db8::/32", member=1))
+            assert await sw.write_codes([delete]) == [OK]
+            assert sw.dataplane.applied[-1].key == change.key
+
+    p4rt.run(scenario())
+
+
 def test_match_kinds(p4rt: Any) -> None:
     async def scenario() -> None:
         async with p4rt.switchd() as sw:

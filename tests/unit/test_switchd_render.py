@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 
+from switchd.dataplane import Change
 from switchd.kernel.render import (
     ECMP_GROUP_BASE,
     MEMBER_BASE,
@@ -23,11 +24,13 @@ from switchd.kernel.state import (
     GroupMember,
     MySid,
     NextHop,
+    Prefix,
     Record,
     Route,
     SegmentList,
     record_key,
 )
+from switchd.p4rt.validate import Validated
 
 PORTS = Ports({1: "s1-eth1", 2: "s1-eth2"}, frozenset({1, 2}))
 MAC = bytes.fromhex("025300020001")
@@ -64,15 +67,18 @@ def test_ecmp_group_and_route() -> None:
         EcmpMember(10, 1),
         EcmpMember(11, 2),
         Group("ecmp_selector", 5, (GroupMember(10, 1, 1), GroupMember(11, 3, 2))),
-        Route("routing_v6", ipaddress.IPv6Network("2001:db8:2::/64"), None, 5),
+        Route("routing_v6", Prefix.parse("2001:db8:2::/64"), None, 5),
     ]
     objs = render_all(records)
     g = ECMP_GROUP_BASE + 5
     assert objs[("nh", g)].add == (
         f"nexthop replace id {g} group {MEMBER_BASE + 10}/{MEMBER_BASE + 11},3 proto 222",
     )
-    route = objs[("route", 254, ipaddress.IPv6Network("2001:db8:2::/64"))]
-    assert route.add == (f"route replace 2001:db8:2::/64 nhid {g} table 254 proto 222",)
+    route = objs[("route", 254, Prefix.parse("2001:db8:2::/64"))]
+    # every group in full (cheaper to make); ip reads it as 2001:db8:2::/64
+    full = "2001:0db8:0002:0000:0000:0000:0000:0000/64"
+    assert route.add == (f"route replace {full} nhid {g} table 254 proto 222",)
+    assert route.delete == (f"route del {full} table 254 proto 222",)
 
 
 def test_a_dead_port_removes_its_members_and_keeps_the_group() -> None:
@@ -89,7 +95,7 @@ def test_a_dead_port_removes_its_members_and_keeps_the_group() -> None:
     assert objs[("nh", ECMP_GROUP_BASE + 5)].add[0].endswith(f"group {MEMBER_BASE + 11} proto 222")
     # With no port up, the group and anything routed through it are absent: dropped.
     objs = render_all(
-        [*records, Route("routing_v6", ipaddress.IPv6Network("::/0"), None, 5)],
+        [*records, Route("routing_v6", Prefix(0, 0), None, 5)],
         Ports(PORTS.names, frozenset()),
     )
     assert not any(k[0] == "route" for k in objs)
@@ -106,25 +112,83 @@ def test_headend_segment_lists_and_my_sid_behaviours() -> None:
         [
             NextHop(1, 1, MAC, MAC),
             seg,
-            MySid(ipaddress.IPv6Network("fcbb:bb00:1::/48"), "usid_un", None),
-            MySid(ipaddress.IPv6Network("fcbb:bb00:e001::/48"), "usid_ua", 1),
-            MySid(ipaddress.IPv6Network("fcbb:bb00:1:fe00::/64"), "end_dt6", None),
+            MySid(Prefix.parse("fcbb:bb00:1::/48"), "usid_un", None),
+            MySid(Prefix.parse("fcbb:bb00:e001::/48"), "usid_ua", 1),
+            MySid(Prefix.parse("fcbb:bb00:1:fe00::/64"), "end_dt6", None),
         ]
     )
     assert (
         "encap seg6 mode encap.red segs fcbb:bb00:2::,fcbb:bb00:3:: dev srv6sid0"
         in (objs[("nh", 0x3000_0003)].add[0])
     )
-    un = objs[("route", 200, ipaddress.IPv6Network("fcbb:bb00:1::/48"))].add[0]
+    un = objs[("route", 200, Prefix.parse("fcbb:bb00:1::/48"))].add[0]
     assert "seg6local action End flavors next-csid lblen 32 nflen 16 count" in un
-    ua = objs[("route", 200, ipaddress.IPv6Network("fcbb:bb00:e001::/48"))].add[0]
+    ua = objs[("route", 200, Prefix.parse("fcbb:bb00:e001::/48"))].add[0]
     assert "action End.X nh6 fe80::5d:0:1 oif s1-eth1 flavors next-csid" in ua
-    dt6 = objs[("route", 200, ipaddress.IPv6Network("fcbb:bb00:1:fe00::/64"))].add[0]
+    dt6 = objs[("route", 200, Prefix.parse("fcbb:bb00:1:fe00::/64"))].add[0]
     assert "action End.DT6 table 254 count" in dt6
 
 
 def test_dependencies_and_kernel_keys() -> None:
-    route = Route("srv6_headend", ipaddress.IPv6Network("2001:db8:9::/64"), 4, None)
+    route = Route("srv6_headend", Prefix.parse("2001:db8:9::/64"), 4, None)
     assert dependencies(route) == (("member", "headend_selector", 4),)
     assert kernel_key(dependencies(route)[0]) == ("nh", 0x3000_0004)
     assert kernel_key(record_key(route)) == ("route", 201, route.prefix)
+
+
+def test_a_route_read_from_the_servers_key_is_the_decoded_entity() -> None:
+    """The data plane reads routes from the key and refs validation worked out (no second
+    parse of the protobuf): the same record as decoding the entity, /0 included."""
+    from finsy import pbutil
+    from finsy.proto import p4i, p4r
+
+    from switchd.kernel.schema import Schema
+    from switchd.kernel.state import decode, route_of_change
+    from switchd.p4rt.pipeline import DEFAULT_P4INFO_PATH
+    from switchd.p4rt.store import EntityStore
+    from switchd.p4rt.validate import P4InfoIndex, Validator
+
+    info = pbutil.from_text(DEFAULT_P4INFO_PATH.read_text(), p4i.P4Info)
+    schema = Schema.from_p4info(info)
+    index = P4InfoIndex(info)
+    store = EntityStore(index)
+    validator = Validator(index, store)
+
+    def insert(entity: p4r.Entity) -> Change:
+        v = validator.update(p4r.Update(type=p4r.Update.INSERT, entity=entity))
+        assert isinstance(v, Validated)
+        store.commit(v.key, v.change, v.refs)
+        return v.change
+
+    param = schema.param_id[("set_next_hop", "nexthop_id")]
+    ecmp = schema.profile_id["ecmp_selector"]
+    insert(
+        p4r.Entity(
+            action_profile_member=p4r.ActionProfileMember(
+                action_profile_id=ecmp,
+                member_id=4,
+                action=p4r.Action(
+                    action_id=schema.action_id["set_next_hop"],
+                    params=[p4r.Action.Param(param_id=param, value=b"\x01")],
+                ),
+            )
+        )
+    )
+    members = [p4r.ActionProfileGroup.Member(member_id=4, weight=1)]
+    group = p4r.ActionProfileGroup(action_profile_id=ecmp, group_id=7, members=members)
+    insert(p4r.Entity(action_profile_group=group))
+    for prefix, action in (
+        ("2001:db8:9::/64", p4r.TableAction(action_profile_member_id=4)),
+        ("::/0", p4r.TableAction(action_profile_group_id=7)),
+    ):
+        net = Prefix.parse(prefix)
+        match = []
+        if net.length:
+            lpm = p4r.FieldMatch.LPM(value=net.value.to_bytes(16, "big"), prefix_len=net.length)
+            match = [p4r.FieldMatch(field_id=schema.dst_field_id["routing_v6"], lpm=lpm)]
+        entry = p4r.TableEntry(table_id=schema.table_id["routing_v6"], match=match, action=action)
+        entity = p4r.Entity(table_entry=entry)
+        record = decode(schema, entity)
+        assert isinstance(record, Route)
+        assert route_of_change(schema, insert(entity)) == (record_key(record), record)
+        assert record.prefix == net
