@@ -24,7 +24,7 @@ answering on the current state (all switches written; a path is judged again onl
 it answered once since the last change, so the loss of a reconfiguration is never taken
 for a failure), is suspect. Its fabric links that no path vouches for (a probe that
 crossed them was sent after the suspect's first lost one, and arrived) are each sent
-``confirm`` ICMPv6 echoes at once; those that answer none within ``grace`` are reported
+``confirm`` ICMPv6 echoes at once; those that answer none within ``grace / 2`` are reported
 down (reason ``probe``). The controller's fast reroute and recompute follow, as for a port
 going down. Sockets are read before every judgement, so a loop that runs late reads what
 arrived meanwhile instead of taking it for lost.
@@ -471,7 +471,8 @@ class PathProber:
                     self._echo(check)
                 except OSError as exc:
                     LOG.debug("echo %s: %s", _name(check.link), exc)
-        deadline = time.monotonic_ns() + self.grace_ns
+        # an echo and its reply cross one link each way, a probe the whole fabric once
+        deadline = time.monotonic_ns() + self.grace_ns // 2
         while time.monotonic_ns() < deadline:
             await asyncio.sleep(ECHO_GAP_S)
             self._read_all()

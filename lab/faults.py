@@ -32,6 +32,7 @@ fabric's neighbours are link-local) and a host's routes, and waits until both en
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
 import os
@@ -287,6 +288,9 @@ def apply(fault: Fault) -> Fault:
         nfts = _start_parallel(
             [(a.netns, ["nft", "-f", "-"], gray_ruleset(a.ifname)) for a in grays]
         )
+        for *_, proc in nfts:  # both ends of a gray link begin to drop together
+            with contextlib.suppress(OSError):
+                os.sched_setscheduler(proc.pid, os.SCHED_FIFO, os.sched_param(FAULT_PRIORITY))
         with _realtime(FAULT_PRIORITY):
             fault.injected = Stamp.now()
             for ipr, index in indexes:
