@@ -41,9 +41,10 @@ from controller.topology import Topology
 from lab.errors import LabError
 from lab.faults import Fault, LabView, fail, restore
 from lab.session import RunningLab
-from lab.traffic.collective_run import FlowSpec, RunSpec
+from lab.traffic.collective_run import PACE_HEADROOM, FlowSpec, RunSpec
 from lab.traffic.spray import (
     ACK_TABLE,
+    CS6,
     PAYLOAD,
     TABLE,
     HostRoute,
@@ -69,6 +70,9 @@ class BenchConfig:
     failed_s: float = 1.0
     spray_k: int = 4
     spray: SprayConfig = field(default_factory=SprayConfig)
+    pace_headroom: float = PACE_HEADROOM
+    ack_tclass: int = CS6
+    """TCP modes: traffic class of the receivers' acks (CS6: the links' priority lane)."""
     pace: bool = True
     """Pace the senders to their NICs (lab.traffic.collective_run.TcpPacer for TCP, the
     spray engine's NIC token buckets)."""
@@ -450,7 +454,8 @@ def run_mode(
             raise LabError(f"--mode {mode!r}: not one of {', '.join(MODES)}")
         spec = RunSpec(transport, TRAFFIC_PATTERN[cfg.pattern], hosts, netns, specs, cfg.size,
                        cfg.iterations, cfg.spray,
-                       nic_rates(topo, hosts) if cfg.pace else ())  # fmt: skip
+                       nic_rates(topo, hosts) if cfg.pace else (),
+                       cfg.pace_headroom, cfg.ack_tclass)  # fmt: skip
         before = port_bytes(topo, view)
         tcp_before = tcp_counters(view, hosts)
         load_before = os.getloadavg()
@@ -627,6 +632,8 @@ def run_bench(
             "spray_ratio": analysis.spray.ratio_to_ideal if analysis.spray else None,
         },
         "paced": cfg.pace,
+        "pace_headroom": cfg.pace_headroom,
+        "tcp_ack_tclass": cfg.ack_tclass,
         "spray_config": {
             "k": cfg.spray_k,
             "window": cfg.spray.window,

@@ -48,13 +48,6 @@ HOST_SYSCTLS: Mapping[str, int] = {
 }
 
 
-TCP_ROUTE_OPTIONS = "rto_min 20ms quickack 1"
-"""Datacenter TCP on the hosts' routes: a lab path's round trip is 10-30 ms, so the default
-200 ms minimum retransmission timeout turned every tail loss (or an ack held up on a
-loaded machine: the retransmissions were spurious) into a stall of 200 ms or more of a
-collective's iteration; quickack: no delayed acks (their 40 ms set off tail loss probes)."""
-
-
 def sysctl_command(settings: Mapping[str, int | str]) -> str:
     """One ``sysctl`` call for many settings. Keys may use ``/`` so that interface names
     with dots stay intact (``net/ipv6/conf/s1-eth1/seg6_enabled``)."""
@@ -150,7 +143,7 @@ class LabHost(Host):  # type: ignore[misc]
         # 5 Mbit/s), and the links' 100-packet queues held megabytes (0.6 s round trips,
         # 2 s retransmission timeouts measured in a collective).
         commands += [f"ethtool -K {ifname} tso off gso off >/dev/null" for ifname in addresses]
-        commands += [f"{route.command()} {TCP_ROUTE_OPTIONS}" for route in routes]
+        commands += [route.command() for route in routes]
         if commands:
             run_commands(self, commands, f"configuring addresses and routes of host {self.name}")
         for ifname, values in addresses.items():

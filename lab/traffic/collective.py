@@ -93,6 +93,8 @@ class Iteration:
     size: int
     n: int
     pattern: str
+    flow_finished_ns: tuple[int, ...] = ()
+    """When each transfer's last byte arrived (in transfer order): stragglers show here."""
 
     @property
     def seconds(self) -> float:
@@ -181,6 +183,7 @@ class CollectiveRun:
                 started = time.monotonic_ns()
                 goal = steps * chunk
                 active = frozenset((c.src, c.dst) for c in conns)
+                finished: dict[tuple[int, int], int] = {}
                 if self.pacer is not None:
                     self.pacer(active)
                 while any(c.received < goal for c in conns):
@@ -205,9 +208,10 @@ class CollectiveRun:
                         if n == 0:
                             raise ConnectionError(f"rank {c.src} -> {c.dst}: connection closed")
                         c.received += n
-                        if c.received >= goal and (c.src, c.dst) in active and self.pacer:
+                        if c.received >= goal and (c.src, c.dst) not in finished:
+                            finished[(c.src, c.dst)] = time.monotonic_ns()
                             active = active - {(c.src, c.dst)}
-                            if active:
+                            if active and self.pacer is not None:
                                 self.pacer(active)
                         if self.pattern == "all-reduce":
                             out = by_src[c.dst]
@@ -216,7 +220,15 @@ class CollectiveRun:
                                 out.allowed = allowed
                                 self._want_write(sel, out, True)
                 self.results.append(
-                    Iteration(index, started, time.monotonic_ns(), self.size, self.n, self.pattern)
+                    Iteration(
+                        index,
+                        started,
+                        time.monotonic_ns(),
+                        self.size,
+                        self.n,
+                        self.pattern,
+                        tuple(finished[(c.src, c.dst)] for c in conns),
+                    )
                 )
                 index += 1
         finally:

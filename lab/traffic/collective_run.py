@@ -37,6 +37,7 @@ from lab.traffic.collective import (
 )
 from lab.traffic.spray import (
     ACK_MARK,
+    CS6,
     DEFAULT_PORT,
     MARK,
     PAYLOAD,
@@ -50,6 +51,11 @@ from lab.traffic.spray import (
 TCP_PORT = 47200
 TCP_MSS = 1380
 SO_MAX_PACING_RATE = 47
+PACE_HEADROOM = 1.25
+"""Connections are paced this much above their fair share: the NIC (the host link's htb)
+stays the limit and a connection that fell behind (a late timer on a loaded machine, a
+retransmission) can catch up; at exactly the share, every lost millisecond stayed lost
+(flows finished between 0.9x and 1.4x of the ideal, measured)."""
 WIRE_OVERHEAD = 14 + 40 + 20 + 12
 """Bytes a TCP segment adds on a host link: Ethernet, IPv6, TCP, timestamps."""
 
@@ -84,6 +90,10 @@ class RunSpec:
     nic_mbps: tuple[tuple[int, str, float], ...] = ()
     """(rank, NIC address, Mbit/s) of the hosts' NICs: the senders pace to them (none:
     unpaced)."""
+    pace_headroom: float = PACE_HEADROOM
+    """TCP: connections are paced this much above their fair share (see PACE_HEADROOM)."""
+    ack_tclass: int = CS6
+    """TCP: traffic class of the receiving side (it sends only acks; 0: unmarked)."""
 
     def nic_rates(self) -> dict[tuple[int, str], float]:
         return {(rank, addr): mbps for rank, addr, mbps in self.nic_mbps}
@@ -124,6 +134,8 @@ class RunSpec:
             int(raw["iterations"]),
             SprayConfig(**raw["spray"]),
             tuple((int(r), str(a), float(m)) for r, a, m in raw.get("nic_mbps", ())),
+            float(raw.get("pace_headroom", PACE_HEADROOM)),
+            int(raw.get("ack_tclass", CS6)),
         )
 
 
@@ -139,6 +151,9 @@ def _iteration_json(it: Iteration) -> dict[str, Any]:
         "cct_ms": (it.finished_ns - it.started_ns) / 1e6,
         "algbw_GBps": it.algbw_GBps,
         "busbw_GBps": it.busbw_GBps,
+        "flow_finished_ms": sorted(
+            round((t - it.started_ns) / 1e6, 1) for t in it.flow_finished_ns
+        ),
     }
 
 
@@ -153,6 +168,15 @@ def run_tcp(spec: RunSpec, stop: threading.Event) -> dict[str, Any]:
                 with netns(spec.netns[f.dst]):
                     ls = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
                 ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                if spec.ack_tclass:
+                    # Each connection carries data one way: its receiver sends only acks.
+                    # Marked as control (DSCP CS6: the lab links' strict-priority lane),
+                    # they do not wait behind the data a host sends on its own NIC; they
+                    # did (100-200 ms, a standing queue of 30-50 packets), and BBR, its
+                    # window sized from a 0.1 ms minimum RTT, was held to its floor of
+                    # 12-16 packets per round trip: the connections ran at their share
+                    # or under it.
+                    ls.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_TCLASS, spec.ack_tclass)
                 ls.bind((f.dst_addr, TCP_PORT))
                 ls.listen(64)
                 ls.settimeout(5.0)
@@ -211,6 +235,7 @@ class TcpPacer:
         self, spec: RunSpec, pairs: dict[tuple[int, int], tuple[socket.socket, socket.socket]]
     ) -> None:
         caps = spec.nic_rates()
+        self.headroom = spec.pace_headroom
         self.caps: dict[tuple[str, int, str], float] = {}
         self.uses: dict[tuple[int, int], tuple[tuple[str, int, str], ...]] = {}
         self.socks: dict[tuple[int, int], tuple[socket.socket, int]] = {}
@@ -228,7 +253,8 @@ class TcpPacer:
         for key, mbps in rates.items():
             if abs(self.rates.get(key, 0.0) - mbps) > 1e-9:
                 tx, mss = self.socks[key]
-                tx.setsockopt(socket.SOL_SOCKET, SO_MAX_PACING_RATE, pacing_rate(mbps, mss))
+                rate = pacing_rate(mbps * self.headroom, mss)
+                tx.setsockopt(socket.SOL_SOCKET, SO_MAX_PACING_RATE, rate)
                 self.rates[key] = mbps
 
 

@@ -142,9 +142,12 @@ class NicPacer:
     last_ns: int = 0
 
     @classmethod
-    def at(cls, mbps: float, burst_packets: int = 3) -> NicPacer:
+    def at(cls, mbps: float, burst_packets: int = 8, headroom: float = 1.05) -> NicPacer:
+        """A little above the NIC's rate, with a burst of a few packets, so that the
+        NIC's own queue (not this process's timing on a loaded machine) sets the pace
+        while it stays short."""
         burst = float(burst_packets * DATA_WIRE)
-        return cls(mbps * 1e6 / 8 / 1e9, burst, burst)
+        return cls(mbps * headroom * 1e6 / 8 / 1e9, burst, burst)
 
     def refill(self, now: int) -> None:
         if self.last_ns:

@@ -73,7 +73,7 @@ def test_proc_counters_are_read_by_group_and_name() -> None:
 
 
 def test_nic_pacer_refills_at_the_rate_up_to_its_burst() -> None:
-    pacer = NicPacer.at(8.0, burst_packets=2)  # 1 byte per microsecond
+    pacer = NicPacer.at(8.0, burst_packets=2, headroom=1.0)  # 1 byte per microsecond
     assert pacer.tokens == pacer.burst == 2 * DATA_WIRE
     pacer.refill(1_000)
     pacer.tokens -= 2 * DATA_WIRE  # two packets sent
