@@ -33,10 +33,13 @@ fabric's neighbours are link-local) and a host's routes, and waits until both en
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import fcntl
 import json
 import os
 import signal
+import socket
+import struct
 import subprocess
 import time
 from collections.abc import Iterator, Sequence
@@ -65,7 +68,7 @@ millisecond to several."""
 GRAY_PRIORITY = -500
 """Before switchd's own netdev chains: a gray link drops before anything else sees it."""
 
-ActionKind = Literal["down", "gray", "freeze"]
+ActionKind = Literal["down", "gray", "freeze", "sense"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,6 +104,8 @@ class PortAction:
             return f"{self.node}: BMv2 pid {self.pid} frozen (SIGSTOP)"
         if self.action == "gray":
             return f"{self.node}:{self.ifname} drops everything it receives (nftables)"
+        if self.action == "sense":
+            return f"{self.node}:{self.ifname} sees carrier loss (read at once)"
         return f"{self.node}:{self.ifname} set down"
 
 
@@ -119,6 +124,10 @@ class Fault:
     restored: Stamp | None = None
     restore_done: Stamp | None = None
     """Once every port touched is up again."""
+    senses: tuple[PortAction, ...] = ()
+    """Far ends that see carrier loss: the injector reads their carrier at once
+    (:func:`sense_carrier`), so that the kernel acts on the loss now, not when a worker
+    thread of the ordinary scheduling class gets to it."""
 
     @property
     def place(self) -> str:
@@ -147,6 +156,7 @@ class Fault:
             applied=stamp(raw.get("applied")),
             restored=stamp(raw.get("restored")),
             restore_done=stamp(raw.get("restore_done")),
+            senses=tuple(PortAction(**a) for a in raw.get("senses", ())),
         )
 
 
@@ -208,6 +218,7 @@ def plan(view: LabView, kind: str, target: Sequence[str]) -> Fault:
         (x, y),
         _down_actions(view, down),
         f"{down.endpoint} set down; {sees.endpoint} sees carrier loss",
+        senses=(_sense(view, sees),),
     )
 
 
@@ -215,13 +226,20 @@ def _plan_switch(view: LabView, name: str) -> Fault:
     topo = view.topology
     if not topo.is_switch(name):
         raise LabError(f"--kind switch needs a switch; {name} is a host")
-    actions = tuple(a for i in topo.interfaces_of(name) for a in _down_actions(view, i))
+    ports = topo.interfaces_of(name)
+    actions = tuple(a for i in ports for a in _down_actions(view, i))
+    peers = [link.peer_of(name) for link in topo.links_of(name)]
     return Fault(
         "switch",
         (name,),
         actions,
         f"every port of {name} down; its {len(actions)} neighbours see carrier loss",
+        senses=tuple(_sense(view, peer) for peer in peers),
     )
+
+
+def _sense(view: LabView, end: Interface) -> PortAction:
+    return PortAction("sense", end.node, view.netns(end.node), end.name)
 
 
 def _down_actions(view: LabView, end: Interface) -> tuple[PortAction, ...]:
@@ -291,10 +309,14 @@ def apply(fault: Fault) -> Fault:
         for *_, proc in nfts:  # both ends of a gray link begin to drop together
             with contextlib.suppress(OSError):
                 os.sched_setscheduler(proc.pid, os.SCHED_FIFO, os.sched_param(FAULT_PRIORITY))
+        senses = [(a, _socket_in(a.netns)) for a in fault.senses]
         with _realtime(FAULT_PRIORITY):
             fault.injected = Stamp.now()
             for ipr, index in indexes:
                 ipr.link("set", index=index, state="down")
+            for action, sock in senses:
+                sense_carrier(sock, action.ifname)
+                sock.close()
             for action, pid in zip(freezes, pids, strict=True):
                 os.kill(pid, signal.SIGSTOP)
                 frozen.append(PortAction("freeze", action.node, action.netns, pid=pid))
@@ -355,6 +377,30 @@ def undo(fault: Fault, wait: bool = True) -> Fault:
             _wait_up(nl, [(a, idx) for a, _ipr, idx in indexes])
         fault.restore_done = Stamp.now()
     return fault
+
+
+SIOCETHTOOL = 0x8946
+ETHTOOL_GLINK = 0x0000000A
+
+
+def sense_carrier(sock: socket.socket, ifname: str) -> bool:
+    """Ask the kernel for ``ifname``'s link state (ETHTOOL_GLINK, ``ethtool X``'s "Link
+    detected"). Its answer first runs the port's pending link-watch event in the calling
+    thread (linkwatch_sync_dev): a carrier loss is acted on at once (the port's next hops
+    leave their groups) instead of when the kernel's link-watch worker, an ordinary
+    process, gets a CPU (5-10 ms on this loaded machine). True if the link is up."""
+    value = ctypes.create_string_buffer(struct.pack("II", ETHTOOL_GLINK, 0), 8)
+    request = struct.pack("16sP", ifname.encode(), ctypes.addressof(value))
+    try:
+        fcntl.ioctl(sock.fileno(), SIOCETHTOOL, request)
+    except OSError:
+        return False
+    return bool(struct.unpack("II", value.raw)[1])
+
+
+def _socket_in(name: str) -> socket.socket:
+    with netns(name):
+        return socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
 
 
 @contextmanager

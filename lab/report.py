@@ -138,7 +138,7 @@ def repetition(
             "kind": fault.kind,
             "place": fault.place,
             "models": fault.models,
-            "actions": [a.describe() for a in fault.actions],
+            "actions": [a.describe() for a in (*fault.actions, *fault.senses)],
             "injected": _stamp(fault.injected),
             "applied": _stamp(fault.applied),
             "restored": _stamp(fault.restored),
