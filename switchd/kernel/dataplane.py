@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+import operator
 import threading
 import time
 from collections import deque
@@ -60,6 +61,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("switchd.kernel")
 DEFAULT_PROTOCOL = 222
+_LEVEL = operator.attrgetter("level")
 
 
 @dataclass
@@ -445,7 +447,7 @@ class KernelDataplane:
 
     @staticmethod
     def _ordered(objs: Any) -> list[KObj]:
-        return sorted(objs, key=lambda o: o.level)
+        return sorted(objs, key=_LEVEL)
 
     def _transition(
         self, before: dict[KKey, KObj | None], tunnel_source: ipaddress.IPv6Address | None = None
@@ -455,11 +457,13 @@ class KernelDataplane:
         that matter."""
         adds: list[KObj] = []
         dels: list[KObj] = []
+        objects = self.objects
         for kkey, old in before.items():
-            new = self.objects.get(kkey)
-            if new is not None and new != old:
-                adds.append(new)
-            elif new is None and old is not None:
+            new = objects.get(kkey)
+            if new is not None:
+                if new != old:
+                    adds.append(new)
+            elif old is not None:
                 dels.append(old)
         runs: list[tuple[bool, list[str]]] = []  # (needs -6, lines)
 
@@ -499,9 +503,16 @@ class KernelDataplane:
         return deleting and any(s in failure.message for s in IGNORABLE_ON_DELETE)
 
     def _apply_together(self, changes: list[Change]) -> list[DataplaneError | None] | None:
+        assert self.schema is not None
+        schema = self.schema
         journal = _Journal()
         results: list[DataplaneError | None] = []
         for change in changes:
+            route = route_of_change(schema, change)
+            if route is not None:  # (a route's change cannot fail before the kernel)
+                self._write_route(route[0], route[1], journal)
+                results.append(None)
+                continue
             mark = journal.mark()
             try:
                 self._process(change, journal)

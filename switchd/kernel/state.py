@@ -226,11 +226,12 @@ def route_of_change(schema: Schema, change: Change) -> tuple[tuple[Any, ...], Ro
     if len(match) == 4:  # the LPM field left out: the /0 default route (priority 0 follows)
         prefix = Prefix(0, 0)
     else:
-        size = int.from_bytes(match[4:6], "big")
-        if len(match) != size + 12 or match[:4] != head:
+        # field id (4 bytes), value length (2), value, prefix length (2), priority (4); the
+        # lengths fit their low bytes
+        size = match[5]
+        if match[4] or len(match) != size + 12 or match[size + 6] or match[:4] != head:
             return None
-        value = int.from_bytes(match[6 : 6 + size], "big")
-        prefix = Prefix(value, int.from_bytes(match[6 + size : 8 + size], "big"))
+        prefix = Prefix(int.from_bytes(match[6 : 6 + size], "big"), match[size + 7])
     rkey = ("route", name, prefix)
     if change.after is None:
         return rkey, None

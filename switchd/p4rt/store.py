@@ -38,7 +38,8 @@ class EntityStore:
     # -- lookups --------------------------------------------------------------------------
 
     def table_entry(self, table_id: int, key: bytes) -> p4r.Entity | None:
-        data = self._entries.get(table_id, {}).get(key)
+        entries = self._entries.get(table_id)
+        data = None if entries is None else entries.get(key)
         return None if data is None else parse(data)
 
     def initial_default_entry(self, table_id: int) -> p4r.Entity:
@@ -110,7 +111,10 @@ class EntityStore:
         if change.before is not None:
             self._count_refs(kind, self.refs_of(change.before), -1)
         if change.after is not None:
-            self._count_refs(kind, self.refs_of(change.after) if refs is None else refs, +1)
+            if refs is None:
+                refs = change.refs if change.refs is not None else self.refs_of(change.after)
+            if refs:
+                self._count_refs(kind, refs, +1)
         if kind == "table":
             assert isinstance(ident, bytes)
             entries = self._entries[owner]

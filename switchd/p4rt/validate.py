@@ -378,12 +378,14 @@ class Validator:
             and (which != "action" or _params_are_canonical(te.action.action))
         ):
             out = entity  # canonical as sent: validated in place, nothing in it changes
-        elif copied is not None:
-            out = copied
+            after = te
         else:
-            out = p4r.Entity()
-            out.table_entry.CopyFrom(te)
-        after = out.table_entry
+            if copied is not None:
+                out = copied
+            else:
+                out = p4r.Entity()
+                out.table_entry.CopyFrom(te)
+            after = out.table_entry
         if counter is not None:
             after.ClearField("counter_data")
         if has_action:
