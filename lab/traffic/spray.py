@@ -11,23 +11,23 @@ with ``SO_MARK = MARK + i`` and picks the path of a packet by the socket it send
 So the kernel encapsulates (no per-packet header building or checksums in Python), the
 routes can be checked with ``ip -n <host> -6 route show table all``, and every path's
 container fits one uSID carrier: ``encap.red`` then adds no SRH, which the SR domain's
-edge filter (SRH from a host port toward an internal SID: dropped) lets through. Acks and
+edge filter (SRH from a host port toward an internal SID: dropped) lets through. NACKs and
 probe replies go back on the reverse of the path the packet came on (tables
-``ACK_TABLE + i``), so a dead path loses its acks too and nothing else does.
+``ACK_TABLE + i``), acks on the reverse of the newest arrival's path.
 
 Transport, per flow: sequence numbers over the flow, per-path sequence numbers, a window
-of ``window`` packets in flight per path (no pacing: acks clock the sender; the windows
-keep the htb queues far from their limit, so a loss means a failure, not congestion).
-The receiver acks cumulatively per path (every ``ack_every`` packets, and whatever arrived
-by the end of each turn of its loop) and sends a NACK at once when a path's sequence
-numbers jump (paths are FIFO: the packets in between were lost). The sender also declares
-a packet lost when it is older than ``min_rto`` and a packet sent more than a reorder
-window after it, on another path, was acked (the network, not a stalled process, lost it),
-or when it is older than ``max(4 (2 srtt + 4 rttvar), 4 srtt of the flow's slowest path,
-200 ms)``. A loss retires the path at once; its packets in flight are sent again on the
-others. A retired path gets a probe every ``probe_interval``; ``readmit_after`` answered
-probes in a row re-admit it (a probe unanswered after ``probe_timeout`` starts the count
-again).
+per path (``window``; the flow's ``window`` x paths spread over its healthy paths when
+one is retired), and every host paces what it sends to its NIC's rate (a token bucket per NIC: the
+windows and the pacing keep the htb queues far from their limit, so a loss means a
+failure, not congestion). The receiver acks once per flow, cumulatively per path (every
+``ack_every`` packets or ``ack_delay_ms``), and sends a NACK at once when a path's
+sequence numbers jump (paths are FIFO: the packets in between were lost; the primary loss
+signal, as in MRC). A timer catches what no gap shows (see :meth:`SprayEngine.timers`).
+A loss retires the path at once; its packets in flight are sent again on the others. A
+retired path gets a probe every ``probe_interval`` (doubling up to ``probe_max_interval``
+while unanswered); ``readmit_after`` answered probes in a row re-admit it (a probe
+unanswered after ``probe_timeout`` starts the count again). Acks, NACKs and probes carry
+DSCP CS6, the lab links' strict-priority lane.
 The receiver tolerates any order (it counts unique packets) and keeps a histogram of the
 reorder distance (how far behind the highest sequence number a packet arrives).
 """
@@ -142,7 +142,7 @@ class NicPacer:
     last_ns: int = 0
 
     @classmethod
-    def at(cls, mbps: float, burst_packets: int = 8, headroom: float = 1.05) -> NicPacer:
+    def at(cls, mbps: float, burst_packets: int = 8, headroom: float = 1.02) -> NicPacer:
         """A little above the NIC's rate, with a burst of a few packets, so that the
         NIC's own queue (not this process's timing on a loaded machine) sets the pace
         while it stays short."""
@@ -164,6 +164,7 @@ class PathState:
     next_pseq: int = 0
     srtt_ns: float = 0.0
     rttvar_ns: float = 0.0
+    samples: int = 0
     retired_ns: int = 0
     probe_due_ns: int = 0
     probe_seq: int = 0
@@ -194,6 +195,7 @@ class Sender:
     acked: bytearray = field(default_factory=bytearray)
     rr: int = 0
     retransmits: int = 0
+    tail_resends: int = 0
     last_ack_send_ns: int = 0
     """The send time of the newest packet acked (any path)."""
 
@@ -225,6 +227,8 @@ class Receiver:
 @dataclass
 class SprayConfig:
     window: int = 4
+    """Packets in flight per path (a flow's ``window`` x paths, spread over its healthy
+    paths)."""
     ack_every: int = 4
     """A flow's receiver acks after this many packets (any paths)..."""
     ack_delay_ms: float = 5.0
@@ -287,6 +291,10 @@ class SprayEngine:
                 nacked=[0] * k,
             )
         self._turn = 0
+        # The receivers' sockets send only acks, NACKs and probe replies: marked once.
+        self._control_socks = {sock for r in self.receivers.values() for sock in r.socks}
+        for sock in self._control_socks:
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_TCLASS, CS6)
         self.recv_socks = recv_socks
         self.events: list[Event] = []
         self.on_delivered: Callable[[int, int], None] = lambda _f, _n: None
@@ -306,7 +314,7 @@ class SprayEngine:
 
     def _send(self, sock: socket.socket, data: bytes, addr: str, control: bool = False) -> bool:
         try:
-            if control:
+            if control and sock not in self._control_socks:
                 sock.sendmsg([data], _CONTROL, 0, (addr, self.port))
             else:
                 sock.sendto(data, (addr, self.port))
@@ -335,10 +343,14 @@ class SprayEngine:
 
     def _send_one(self, s: Sender, now: int) -> bool:
         n = len(s.paths)
+        healthy = sum(1 for p in s.paths if p.healthy)
+        # The flow's window (``window`` per path) is spread over its healthy paths: a flow
+        # that lost a path keeps its rate.
+        window = -(-self.cfg.window * n // max(1, healthy))
         for j in range(n):
             i = (s.rr + j) % n
             st = s.paths[i]
-            if not st.healthy or st.in_flight >= st.window:
+            if not st.healthy or st.in_flight >= window:
                 continue
             pacer = s.pacers[i]
             if pacer is not None and pacer.tokens < DATA_WIRE:
@@ -493,6 +505,7 @@ class SprayEngine:
                 s.acked[seq] = 1
         st.lost_reported = max(st.lost_reported, nacked)
         rtt = now - sent
+        st.samples += 1
         if st.srtt_ns == 0:
             st.srtt_ns, st.rttvar_ns = float(rtt), rtt / 2
         else:
@@ -568,13 +581,14 @@ class SprayEngine:
 
     def timers(self, now: int) -> None:
         """Loss by timer, for what no sequence gap can show (a path that delivers nothing
-        more, or loses the last packets of a flow): the oldest packet in flight on a path
-        is lost when it is older than the path's retransmission timeout and a packet sent
-        that much later on another path was acked (the network, not this process, is
-        slow), or when it is older than ``max(4 RTO, 4 srtt of the slowest path, 200 ms)``.
-        The RTO is ``2 srtt + 4 rttvar`` of the path, so queueing that every path sees
-        alike does not retire anything. Retired paths are probed, backing off while the
-        probes go unanswered."""
+        more), as RACK does it: the oldest packet in flight on a path is lost when a
+        packet sent after it on another path was acked (the network, not this process,
+        is slow) and it is older than the path's ``srtt + max(min_rto, 4 rttvar, srtt /
+        2)``; or, whatever the other paths do, when it is older than ``max(4 (2 srtt + 4
+        rttvar), 4 srtt of the slowest path, 200 ms)``. At a flow's tail (no
+        later packet can overtake) a late packet is sent again on another path instead.
+        Queueing that every path sees alike (both hosts' NICs) moves srtt, not the
+        verdict. Retired paths are probed, backing off while the probes go unanswered."""
         min_rto = self.cfg.min_rto_ms * 1e6
         max_interval = int(self.cfg.probe_max_interval_ms * 1e6)
         probe_timeout = self.cfg.probe_timeout_ms * 1e6
@@ -589,8 +603,28 @@ class SprayEngine:
                     srtt = st.srtt_ns or slowest
                     rto = max(min_rto, 2 * srtt + 4 * st.rttvar_ns)
                     late = now - sent
-                    overtaken = s.last_ack_send_ns - sent > rto
-                    if (overtaken and late > rto) or late > max(4 * rto, 4 * slowest, 200e6):
+                    # Not before the path has a few round-trip samples of its own (the
+                    # queues fill fast at the start).
+                    overtaken = st.samples >= 4 and s.last_ack_send_ns > sent
+                    reorder = srtt + max(min_rto, 4 * st.rttvar_ns, srtt / 2)
+                    if (
+                        not overtaken
+                        and late > reorder
+                        and s.next_seq >= s.limit
+                        and not s.resend
+                        and any(p.healthy and p is not st for p in s.paths)
+                    ):
+                        # The flow's tail: nothing sent later can overtake it. Send it
+                        # again on another path (as TCP's tail loss probe would) without
+                        # judging this path; its next packets will.
+                        q.popleft()
+                        if seq in s.outstanding and s.outstanding[seq][0] == st.index:
+                            del s.outstanding[seq]
+                            st.in_flight -= 1
+                            s.resend.append(seq)
+                            s.tail_resends += 1
+                        continue
+                    if (overtaken and late > reorder) or late > max(4 * rto, 4 * slowest, 200e6):
                         q.popleft()
                         if seq in s.outstanding and s.outstanding[seq][0] == st.index:
                             why = f"no ack after {late / 1e6:.1f} ms" + (
@@ -628,6 +662,8 @@ class SprayEngine:
                 "nodes": list(s.flow.paths[st.index].nodes),
                 "sent": st.sent,
                 "lost": st.lost,
+                "srtt_ms": round(st.srtt_ns / 1e6, 2),
+                "rttvar_ms": round(st.rttvar_ns / 1e6, 2),
                 "healthy_at_end": st.healthy,
             }
             for s in self.senders.values()
@@ -639,6 +675,7 @@ class SprayEngine:
             "sequence numbers behind the highest one seen; 0: in order",
             "duplicates": dup,
             "retransmits": sum(s.retransmits for s in self.senders.values()),
+            "tail_resends": sum(s.tail_resends for s in self.senders.values()),
             "send_errors": self.send_errors,
             "path_events": self.events,
             "paths": per_path,
