@@ -199,11 +199,13 @@ def build(
 ) -> dict[str, Any]:
     windows: list[float] = []
     unrepaired = 0
-    lost = restore_lost = 0
+    lost = restore_lost = unaffected_lost = other_lost = 0
     for rep in repetitions:
         for f in rep["flows"]:
             restore_lost += f["restore"]["packets_lost"]
+            other_lost += f["other_packets_lost"]
             if not f["affected"]:
+                unaffected_lost += f["failure"]["packets_lost"]
                 continue
             lost += f["failure"]["packets_lost"]
             w = f["failure"]["loss_window_ms"]
@@ -227,6 +229,16 @@ def build(
             f"{unrepaired} affected flow(s) did not recover until the link was restored: "
             "nothing repaired this failure (their loss window is the failure's duration)"
         )
+    if unaffected_lost:
+        all_notes.append(
+            f"flows not seen crossing the link lost {unaffected_lost} packets at the "
+            "failure (not in the loss window figures)"
+        )
+    if other_lost:
+        all_notes.append(
+            f"{other_lost} packets were lost outside the failure and restore windows (e.g. "
+            "when the controller takes a repaired link back into use, after the restore)"
+        )
     collectives = [rep["collective"] for rep in repetitions if rep.get("collective")]
     return {
         "schema": SCHEMA,
@@ -239,6 +251,8 @@ def build(
         "loss_window_ms": summary,
         "packets_lost": lost,
         "restore_packets_lost": restore_lost,
+        "unaffected_packets_lost": unaffected_lost,
+        "other_packets_lost": other_lost,
         "generator_kept_up": all(rep["traffic"]["kept_up"] for rep in repetitions),
         "repaired_before_restore": unrepaired == 0,
         "repetitions": list(repetitions),

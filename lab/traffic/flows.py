@@ -76,15 +76,30 @@ def read_crossings(sock: socket.socket, seconds: float, outgoing: bool = True) -
     return seen
 
 
+IPV6_EXTENSIONS = (0, 43, 60)
+"""Hop-by-hop, routing (the SRH), destination options: headers walked past."""
+
+
 def parse(frame: bytes) -> Crossing | None:
+    """The UDP flow of an Ethernet frame: plain IPv6, or IPv6 in IPv6 (an SRv6 headend's
+    encapsulation, with or without an SRH), addresses from the innermost header."""
     if len(frame) < 62 or struct.unpack_from("!H", frame, 12)[0] != ETH_P_IPV6:
         return None
-    if frame[20] != socket.IPPROTO_UDP:
+    ip, nh = 14, frame[20]
+    at = ip + 40
+    for _ in range(4):
+        while nh in IPV6_EXTENSIONS and len(frame) >= at + 8:
+            nh, at = frame[at], at + (frame[at + 1] + 1) * 8
+        if nh != socket.IPPROTO_IPV6 or len(frame) < at + 40:
+            break
+        ip, nh, at = at, frame[at + 6], at + 40
+    if nh != socket.IPPROTO_UDP or len(frame) < at + 8:
         return None
-    src = socket.inet_ntop(socket.AF_INET6, frame[22:38])
-    dst = socket.inet_ntop(socket.AF_INET6, frame[38:54])
-    sport = struct.unpack_from("!H", frame, 54)[0]
-    flow_id = HEADER.unpack_from(frame, 62)[0] if len(frame) >= 62 + HEADER.size else None
+    src = socket.inet_ntop(socket.AF_INET6, frame[ip + 8 : ip + 24])
+    dst = socket.inet_ntop(socket.AF_INET6, frame[ip + 24 : ip + 40])
+    sport = struct.unpack_from("!H", frame, at)[0]
+    payload = at + 8
+    flow_id = HEADER.unpack_from(frame, payload)[0] if len(frame) >= payload + HEADER.size else None
     return Crossing(src, dst, sport, flow_id)
 
 
