@@ -214,6 +214,7 @@ class PathProber:
         self.checks: dict[LinkKey, LinkCheck] = {}
         self._tick = 0
         self._icmp: dict[str, socket.socket] = {}
+        self._said_unjudged = 0
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -408,7 +409,8 @@ class PathProber:
         """Probes in a row since the last answered one that are overdue (sent more than
         ``grace`` ago)."""
         n = 0
-        for seq in range(target.last_rx + 1, target.seq + 1):
+        # send times are kept for the last 256 probes: a longer silence counts from there
+        for seq in range(max(target.last_rx + 1, target.seq - 255), target.seq + 1):
             sent = target.sent.get(seq)
             if sent is None or now - sent <= self.grace_ns:
                 break
@@ -418,12 +420,23 @@ class PathProber:
     def _judge(self, target: Target, now: int, settled: bool) -> None:
         if not settled:
             target.answered = False  # switches are being written: loss here proves nothing
+            self._unjudged(target, now, "switches are being written")
             return
+        if not target.answered and not target.failed:
+            self._unjudged(target, now, "it has not answered on the current state")
         lost = self.lost(target, now) if target.answered and not target.failed else 0
         if lost >= self.miss:
             target.failed = True
             target.streak = 0
             self._spawn(self._failed(target))
+
+    def _unjudged(self, target: Target, now: int, why: str) -> None:
+        """Say (once a second at most) that a silent path is not judged, and why."""
+        first = target.sent.get(target.last_rx + 1)
+        if first is None or now - first < UNJUDGED_NS or now - self._said_unjudged < 1e9:
+            return
+        self._said_unjudged = now
+        LOG.info("path %s: no answer for %.0f ms, not judged: %s", target, (now - first) / 1e6, why)
 
     def _probe(self, target: Target, now: int) -> None:
         if target.seq > target.last_rx:
@@ -629,6 +642,7 @@ def _ifindex(netns: str, ifname: str) -> int:
 
 
 ECHO_GAP_S = 0.001
+UNJUDGED_NS = 100_000_000
 PROBE_BITS = 150 * 8
 PROBE_SHARE = 0.01
 
