@@ -139,3 +139,18 @@ def test_default_link_is_a_core_link_crossed_upward() -> None:
         parse_place(topo, "agg1-core3")
     with pytest.raises(LabError, match="not a node"):
         parse_place(topo, "x-y")
+
+
+def test_losses_outside_the_measured_flows_and_windows_are_counted() -> None:
+    # flow 2 was not seen on the link but lost packets at the failure; flow 1 lost some
+    # 500 ms after the restore was done (the controller taking the link back)
+    rep = rpt.repetition(
+        0, fault(), traffic({1: {1001, 2600, 2601}, 2: {1002, 1003}}), affected={1}
+    )
+    flow1 = next(f for f in rep["flows"] if f["flow_id"] == 1)
+    assert flow1["failure"]["loss_began_after_fault_ms"] == pytest.approx(0.0)
+    report = build([rep])
+    assert report["unaffected_packets_lost"] == 2
+    assert report["other_packets_lost"] == 2
+    assert any("not seen crossing" in note for note in report["notes"])
+    assert any("outside the failure and restore" in note for note in report["notes"])
