@@ -202,6 +202,42 @@ def test_rollback_on_error_undoes_the_kernel_changes(p4rt: Any, netns: str, kern
     p4rt.run(scenario())
 
 
+def test_routes_modify_delete_and_roll_back_in_the_kernel(
+    p4rt: Any, netns: str, kernel: Any
+) -> None:
+    """Routes take the data plane's fast path (read from the server's key and refs): a
+    MODIFY moves the kernel route to its new nexthop, and a ROLLBACK_ON_ERROR write that
+    inserted, modified and deleted routes leaves the kernel's routes as they were."""
+
+    async def scenario() -> None:
+        async with p4rt.switchd(kernel(), p4info=DEFAULT_P4INFO_PATH, ports=PORTS) as sw:
+            await sw.primary(10)
+            await sw.set_pipeline(srv6_p4info())
+            await program(p4rt, sw)
+            b = Srv6(p4rt).build
+            group_nh = routes(netns)["2001:db8:2::/64"]["nhid"]
+            member_nh = routes(netns)["2001:db8:3::/64"]["nhid"]
+            await sw.write([p4rt.modify(b.route("2001:db8:3::/64", group=1))])
+            assert routes(netns)["2001:db8:3::/64"]["nhid"] == group_nh
+            await sw.write([p4rt.modify(b.route("2001:db8:3::/64", member=2))])
+            kept = routes(netns)
+            assert kept["2001:db8:3::/64"]["nhid"] == member_nh
+            codes = await sw.write_codes(
+                [
+                    p4rt.insert(b.route("2001:db8:4::/64", member=1)),
+                    p4rt.modify(b.route("2001:db8:3::/64", group=1)),
+                    p4rt.delete(b.route("2001:db8:2::/64", group=1)),
+                    p4rt.insert(b.next_hop(7, 7)),  # no port 7: the kernel data plane refuses
+                ],
+                atomicity=p4r.WriteRequest.ROLLBACK_ON_ERROR,
+            )
+            assert codes == [ABORTED, ABORTED, ABORTED, INVALID_ARGUMENT]
+            assert routes(netns) == kept
+            assert len(await sw.read(p4r.Entity(table_entry=p4r.TableEntry()))) == 5
+
+    p4rt.run(scenario())
+
+
 def test_a_restarted_switchd_serves_what_the_kernel_holds(
     p4rt: Any, netns: str, kernel: Any, tmp_path: Path
 ) -> None:
