@@ -16,8 +16,8 @@ probe replies go back on the reverse of the path the packet came on (tables
 ``ACK_TABLE + i``), acks on the reverse of the newest arrival's path.
 
 Transport, per flow: sequence numbers over the flow, per-path sequence numbers, a window
-per path (``window``; the flow's ``window`` x paths spread over its healthy paths when
-one is retired), and every host paces what it sends to its NIC's rate (a token bucket per NIC: the
+per path (``window``, or more so that the flow has ``flow_window`` over its healthy
+paths), and every host paces what it sends to its NIC's rate (a token bucket per NIC: the
 windows and the pacing keep the htb queues far from their limit, so a loss means a
 failure, not congestion). The receiver acks once per flow, cumulatively per path (every
 ``ack_every`` packets or ``ack_delay_ms``), and sends a NACK at once when a path's
@@ -227,8 +227,11 @@ class Receiver:
 @dataclass
 class SprayConfig:
     window: int = 4
-    """Packets in flight per path (a flow's ``window`` x paths, spread over its healthy
-    paths)."""
+    """Packets in flight per path, at least..."""
+    flow_window: int = 8
+    """...and this many per flow, spread over its healthy paths (with a window of 4 per
+    path, the flows between hosts behind one switch, which have one path, ran at 60 % of
+    their share at a 100 ms round trip)."""
     ack_every: int = 4
     """A flow's receiver acks after this many packets (any paths)..."""
     ack_delay_ms: float = 5.0
@@ -344,9 +347,9 @@ class SprayEngine:
     def _send_one(self, s: Sender, now: int) -> bool:
         n = len(s.paths)
         healthy = sum(1 for p in s.paths if p.healthy)
-        # The flow's window (``window`` per path) is spread over its healthy paths: a flow
-        # that lost a path keeps its rate.
-        window = -(-self.cfg.window * n // max(1, healthy))
+        # The flow's window is spread over its healthy paths: a flow with one path (two
+        # hosts behind one switch) or one that lost a path keeps its rate.
+        window = max(self.cfg.window, -(-self.cfg.flow_window // max(1, healthy)))
         for j in range(n):
             i = (s.rr + j) % n
             st = s.paths[i]
