@@ -108,7 +108,7 @@ def start_all(
 
 def start_switchd(node: Any, endpoint: SwitchEndpoint) -> subprocess.Popen[bytes]:
     """Start one switchd inside ``node``'s namespace (log appended to endpoint.log), at
-    the lab's control priority (lab.controller_proc.CONTROL_PRIORITY)."""
+    the lab's control priority (lab.controller_proc.CONTROL_NICE)."""
     from lab.controller_proc import control_priority
 
     log = Path(endpoint.log)
