@@ -30,7 +30,7 @@ from typing import Any, Literal
 
 import finsy as fy
 
-from controller.compiler import p4entities
+from controller.compiler import compile_policies, p4entities
 from controller.compiler.entries import SwitchRules
 from controller.intents import (
     KINDS,
@@ -170,6 +170,8 @@ class ControllerService:
         self._programmed = False
         self._changed = asyncio.Condition()
         self._sections: dict[tuple[str, tuple[Any, ...]], tuple[Normalized, ...]] = {}
+        self._standby: dict[str, tuple[Normalized, ...]] = {}
+        """Per switch: the headend members of the current solution's backup paths."""
         self._lock = asyncio.Lock()
         unknown = [s.name for s in switches if not topo.is_switch(s.name)]
         if unknown:
@@ -347,7 +349,9 @@ class ControllerService:
                     for n, r in self.solution.rules.items()
                 }
                 if staged != self.solution.rules:
-                    first = self._push({n: self._normalized(r) for n, r in staged.items()})
+                    first = self._push(
+                        {n: self._with_standby(n, self._normalized(r)) for n, r in staged.items()}
+                    )
                     await self.wait_applied(first)
                 version = self._publish(f"link {name} up")
                 await self.wait_applied(version)
@@ -366,7 +370,10 @@ class ControllerService:
             rules = fast_reroute(self.topo, self.solution, changed, prune=True)
             if rules:
                 timeline.computed_ns = time.monotonic_ns()
-                version = self._push({n: self._normalized(r) for n, r in rules.items()}, only=True)
+                version = self._push(
+                    {n: self._with_standby(n, self._normalized(r)) for n, r in rules.items()},
+                    only=True,
+                )
                 timeline.pushed_ns = time.monotonic_ns()
                 await self.wait_applied(version)
                 timeline.acked_ns = time.monotonic_ns()
@@ -410,7 +417,10 @@ class ControllerService:
 
     def _publish(self, why: str) -> int:
         """Hand the current solution to the sessions; the new version."""
-        version = self._push({n: self._normalized(r) for n, r in self.solution.rules.items()})
+        self._standby = self._standby_members(self.solution)
+        version = self._push(
+            {n: self._with_standby(n, self._normalized(r)) for n, r in self.solution.rules.items()}
+        )
         self._count_intents()
         for intent_id, state in self.solution.states.items():
             if state.status != "installed":
@@ -432,7 +442,24 @@ class ControllerService:
 
     def desired_entities(self, switch: str) -> list[Normalized]:
         rules = self.solution.rules.get(switch)
-        return self._normalized(rules) if rules else []
+        return self._with_standby(switch, self._normalized(rules)) if rules else []
+
+    def _standby_members(self, solution: Solution) -> dict[str, tuple[Normalized, ...]]:
+        """The action profile members of every policy's precomputed backup, installed
+        ahead (a member no group uses forwards nothing): a fast reroute then only points
+        the headend entries at them, one write instead of an insert and then a modify."""
+        specs = [p.spec(p.backup) for p in solution.policies if p.backup]
+        out: dict[str, list[Any]] = {}
+        for rule in compile_policies(self.topo, specs) if specs else ():
+            out.setdefault(rule.switch, []).extend(p4entities.headend_members(rule))
+        return {n: tuple(normalize_all(members, self.schema)) for n, members in out.items()}
+
+    def _with_standby(self, switch: str, entities: list[Normalized]) -> list[Normalized]:
+        standby = self._standby.get(switch, ())
+        if not standby:
+            return entities
+        keys = {e.key for e in entities}
+        return entities + [m for m in standby if m.key not in keys]
 
     def _normalized(self, rules: SwitchRules) -> list[Normalized]:
         """``normalize_all(entities(rules))``, each section of the rules (next hops, ECMP
