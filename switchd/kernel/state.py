@@ -228,6 +228,8 @@ def route_of_change(schema: Schema, change: Change) -> tuple[tuple[Any, ...], Ro
     else:
         # field id (4 bytes), value length (2), value, prefix length (2), priority (4); the
         # lengths fit their low bytes
+        if len(match) < 13:
+            return None
         size = match[5]
         if match[4] or len(match) != size + 12 or match[size + 6] or match[:4] != head:
             return None

@@ -192,3 +192,37 @@ def test_a_route_read_from_the_servers_key_is_the_decoded_entity() -> None:
         assert isinstance(record, Route)
         assert route_of_change(schema, insert(entity)) == (record_key(record), record)
         assert record.prefix == net
+
+
+def test_a_key_route_of_change_cannot_read_is_decoded_instead() -> None:
+    """Keys that are not one LPM field's (or that a caller made up) give None: the data
+    plane then decodes the entity, as before the fast path."""
+    from finsy import pbutil
+    from finsy.proto import p4i
+
+    from switchd.dataplane import ChangeKind
+    from switchd.kernel.schema import Schema
+    from switchd.kernel.state import route_of_change
+    from switchd.p4rt.pipeline import DEFAULT_P4INFO_PATH
+
+    schema = Schema.from_p4info(pbutil.from_text(DEFAULT_P4INFO_PATH.read_text(), p4i.P4Info))
+    table = schema.table_id["routing_v6"]
+    head = schema.dst_field_id["routing_v6"].to_bytes(4, "big")
+    value = b"\x20" + bytes(15)  # 2000::, the shortest bytes of the 128-bit value
+    good = head + b"\x00\x10" + value + b"\x00\x08" + b"\x00\x00\x00\x00"
+    for key in (
+        None,
+        ("member", 1, 1),
+        ("default", table, b""),
+        ("table", schema.table_id["my_sid"], good),
+        ("table", table, b"\x00" * 5),
+        ("table", table, good[:-1]),
+        ("table", table, b"\x00\x00\x00\x09" + good[4:]),
+    ):
+        change = Change(ChangeKind.DELETE, None, None, key, ())
+        assert route_of_change(schema, change) is None, key
+    change = Change(ChangeKind.DELETE, None, None, ("table", table, good), ())
+    assert route_of_change(schema, change) == (
+        ("route", "routing_v6", Prefix(0x20 << 120, 8)),
+        None,
+    )
