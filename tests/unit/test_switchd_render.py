@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 
-from switchd.dataplane import Change
+from switchd.dataplane import Change, ChangeKind
 from switchd.kernel.render import (
     ECMP_GROUP_BASE,
     MEMBER_BASE,
@@ -226,3 +226,110 @@ def test_a_key_route_of_change_cannot_read_is_decoded_instead() -> None:
         ("route", "routing_v6", Prefix(0x20 << 120, 8)),
         None,
     )
+
+
+def test_routes_validated_from_the_wire_as_the_general_path_validates_them() -> None:
+    """Validation reads a plain route from its wire form (one serialization instead of
+    twenty-odd field reads). Over many entries, canonical and not, with every extra field
+    set in turn: whatever it accepts, the general path accepts with the same key, refs and
+    stored entity; what it refuses or raises, the general path refuses with the same code."""
+    import dataclasses
+    import random
+
+    from finsy import pbutil
+    from finsy.proto import p4i, p4r
+
+    from switchd.p4rt.errors import P4RuntimeError
+    from switchd.p4rt.pipeline import DEFAULT_P4INFO_PATH
+    from switchd.p4rt.store import EntityStore
+    from switchd.p4rt.validate import P4InfoIndex, Validator, _parse_plain
+
+    info = pbutil.from_text(DEFAULT_P4INFO_PATH.read_text(), p4i.P4Info)
+    index = P4InfoIndex(info)
+    routing = next(t for t in index.tables.values() if t.name.endswith("routing_v6"))
+    assert routing.plain is not None
+    general = P4InfoIndex(info)
+    general.tables = {t: dataclasses.replace(i, plain=None) for t, i in general.tables.items()}
+    store = EntityStore(index)
+    fast_v, slow_v = Validator(index, store), Validator(general, store)
+    ecmp = routing.plain.profile_id
+    action = next(a for a in index.actions.values() if a.name.endswith("set_next_hop"))
+    for member in (1, 300):
+        m = p4r.ActionProfileMember(
+            action_profile_id=ecmp,
+            member_id=member,
+            action=p4r.Action(
+                action_id=action.id, params=[p4r.Action.Param(param_id=1, value=b"\x01")]
+            ),
+        )
+        v = fast_v.update(
+            p4r.Update(type=p4r.Update.INSERT, entity=p4r.Entity(action_profile_member=m))
+        )
+        assert isinstance(v, Validated)
+        store.commit(v.key, v.change, v.refs)
+    group = p4r.ActionProfileGroup(
+        action_profile_id=ecmp,
+        group_id=7,
+        members=[p4r.ActionProfileGroup.Member(member_id=1, weight=1)],
+    )
+    v = fast_v.update(
+        p4r.Update(type=p4r.Update.INSERT, entity=p4r.Entity(action_profile_group=group))
+    )
+    assert isinstance(v, Validated)
+    store.commit(v.key, v.change, v.refs)
+
+    rng = random.Random(3)
+    extras = [
+        lambda te: setattr(te, "priority", 1),
+        lambda te: setattr(te, "is_const", True),
+        lambda te: setattr(te, "is_default_action", True),
+        lambda te: setattr(te, "metadata", b"m"),
+        lambda te: setattr(te, "controller_metadata", 1),
+        lambda te: setattr(te, "idle_timeout_ns", 5),
+        lambda te: te.counter_data.SetInParent(),
+        lambda te: te.meter_config.SetInParent(),
+        lambda te: te.time_since_last_hit.SetInParent(),
+        lambda te: te.match.add(field_id=1).lpm.SetInParent(),
+        lambda te: setattr(te.match[0], "field_id", 2),
+        lambda te: te.match[0].exact.SetInParent(),
+    ]
+    fast_seen = 0
+    for n in range(3000):
+        plen = rng.choice([0, 1, 7, 8, 48, 64, 127, 128, 129, rng.randrange(0, 140)])
+        net = rng.getrandbits(128) & (((1 << plen) - 1) << (128 - plen)) if plen <= 128 else 1
+        if rng.random() < 0.1:
+            net |= 1  # a bit beyond the prefix
+        value = net.to_bytes(16, "big").lstrip(b"\x00") or b"\x00"
+        if rng.random() < 0.1:
+            value = b"\x00" + value  # not the shortest form
+        if rng.random() < 0.05:
+            value = b"\x01" + bytes(16)  # 136 bits
+        te = p4r.TableEntry(table_id=routing.id)
+        te.match.add(field_id=1, lpm=p4r.FieldMatch.LPM(value=value, prefix_len=plen))
+        kind = rng.choice(["member", "member", "group", "none", "action"])
+        ident = rng.choice([0, 1, 7, 300, 5, 1 << 20])
+        if kind == "member":
+            te.action.action_profile_member_id = ident
+        elif kind == "group":
+            te.action.action_profile_group_id = ident
+        elif kind == "action":
+            te.action.action.action_id = action.id
+        if rng.random() < 0.2:
+            rng.choice(extras)(te)
+        utype = rng.choice([p4r.Update.INSERT, p4r.Update.INSERT, p4r.Update.MODIFY])
+        update = p4r.Update(type=utype, entity=p4r.Entity(table_entry=te))
+        results = []
+        for validator in (fast_v, slow_v):
+            try:
+                v = validator.update(update)
+                assert isinstance(v, Validated)
+                results.append((v.key, v.refs, v.change.kind, v.change.after))
+            except P4RuntimeError as exc:
+                results.append(exc.code)
+        assert results[0] == results[1], (n, te, results)
+        if _parse_plain(routing.plain, te.SerializeToString()) is not None:
+            fast_seen += 1
+            if isinstance(results[0], tuple) and rng.random() < 0.5:
+                key, refs, _, after = results[0]
+                store.commit(key, Change(ChangeKind.INSERT, None, after, key, refs))
+    assert fast_seen > 500
