@@ -400,7 +400,7 @@ def summary_rows(report: dict[str, Any]) -> list[tuple[str, str]]:
         ("loss window max", ms(lw["max"])),
         ("packets lost (failures)", str(report["packets_lost"])),
         ("packets lost (restores)", str(report["restore_packets_lost"])),
-        ("packets lost (other times)", str(report.get("other_packets_lost", 0))),
+        ("packets lost (other)", str(report.get("other_packets_lost", 0))),
         ("repaired before restore", "yes" if report["repaired_before_restore"] else "NO"),
         ("generator kept up", "yes" if report["generator_kept_up"] else "NO"),
         *_controller_rows(report.get("controller")),
