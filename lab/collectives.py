@@ -38,6 +38,7 @@ import yaml
 from controller.analysis import analyze_ecmp, ideal_pressure
 from controller.paths import Flow, Pattern, collective_flows
 from controller.topology import Topology
+from lab.convergence import controller_timeline_of
 from lab.errors import LabError
 from lab.faults import Fault, LabView, fail, restore
 from lab.session import RunningLab
@@ -211,12 +212,15 @@ def nic_rates(topo: Topology, hosts: tuple[str, ...]) -> tuple[tuple[int, str, f
 
 
 def pinned_intent(address: str, hosts: tuple[str, ...], pattern: str) -> tuple[str, Any]:
-    from controller.client import call, stub
+    from controller.client import ApiError, call, stub
     from controller.northbound import srv6lab_pb2 as pb
 
     api = stub(address)
     spec = pb.IntentSpec(collective=pb.Collective(hosts=list(hosts), pattern=pattern))
-    intent = call(api.CreateIntent, pb.CreateIntentRequest(spec=spec), address)
+    try:
+        intent = call(api.CreateIntent, pb.CreateIntentRequest(spec=spec), address)
+    except ApiError as exc:
+        raise LabError(f"pinned: the controller refused the collective intent: {exc}") from None
     return str(intent.id), intent
 
 
@@ -498,6 +502,7 @@ def run_mode(
     if fault is not None:
         out["fault"] = _fault_json(fault)
         out.update(_progress_lost(result["iterations"], fault))
+        out["controller_timeline"] = controller_timeline_of(lab)(fault)
     else:
         out["clean_iterations"] = list(range(len(cct)))
         out["cct_ms_median"] = statistics.median(cct) if cct else None
@@ -588,6 +593,13 @@ def run_bench(
         m["cct_ratio_to_ideal"] = base / ideal if base else None
         modes[mode] = m
         lost = m.get("progress_lost_ms")
+        timeline = m.get("controller_timeline")
+        if timeline:
+            say(
+                f"{mode}: the controller saw the failure after "
+                f"{timeline['event_seen_after_fault_ms']:.0f} ms, its switches acknowledged "
+                f"the reroute after {timeline['last_switch_acked_after_fault_ms']:.0f} ms"
+            )
         say(
             f"{mode}: CCT median {base or float('nan'):.0f} ms (ideal {ideal:.0f} ms, "
             f"ratio {m['cct_ratio_to_ideal'] or float('nan'):.2f}), max link utilization "

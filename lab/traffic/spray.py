@@ -23,7 +23,8 @@ failure, not congestion). The receiver acks once per flow, cumulatively per path
 ``ack_every`` packets or ``ack_delay_ms``), and sends a NACK at once when a path's
 sequence numbers jump (paths are FIFO: the packets in between were lost; the primary loss
 signal, as in MRC). A timer catches what no gap shows (see :meth:`SprayEngine.timers`).
-A loss retires the path at once; its packets in flight are sent again on the others. A
+A loss retires the path at once (not a flow's last healthy one); its packets in flight are
+sent again on the others. A
 retired path gets a probe every ``probe_interval`` (doubling up to ``probe_max_interval``
 while unanswered); ``readmit_after`` answered probes in a row re-admit it (a probe
 unanswered after ``probe_timeout`` starts the count again). Acks, NACKs and probes carry
@@ -72,6 +73,9 @@ WIRE_EXTRA = 8 + 40 + 40 + 14
 uSID container: no SRH), Ethernet."""
 DATA_WIRE = PACKET + WIRE_EXTRA
 _FILL = bytes(PAYLOAD)
+STALL_NS = 20_000_000
+"""A gap this long between two turns of the sender's loop (1 ms apart when it runs) means
+the process was not scheduled (a loaded machine): the timers skip that turn."""
 
 
 @dataclass(frozen=True)
@@ -196,6 +200,8 @@ class Sender:
     rr: int = 0
     retransmits: int = 0
     tail_resends: int = 0
+    kept_last: int = 0
+    """Losses on the flow's last healthy path, which was kept."""
     last_ack_send_ns: int = 0
     """The send time of the newest packet acked (any path)."""
 
@@ -294,6 +300,9 @@ class SprayEngine:
                 nacked=[0] * k,
             )
         self._turn = 0
+        self._last_timers_ns = 0
+        self.stalls = 0
+        """Turns on which the timers did not judge: the process had stalled."""
         # The receivers' sockets send only acks, NACKs and probe replies: marked once.
         self._control_socks = {sock for r in self.receivers.values() for sock in r.socks}
         for sock in self._control_socks:
@@ -533,8 +542,13 @@ class SprayEngine:
         st.in_flight -= 1
         st.lost += 1
         s.resend.append(seq)
-        if st.healthy:
+        if st.healthy and any(p.healthy and p is not st for p in s.paths):
             self._retire(s, st, why)
+        elif st.healthy:
+            # The flow's last healthy path: retiring it would stop the flow until a probe
+            # came back. A loss on it is as likely congestion (the other paths' traffic
+            # moved here) as a failure of everything; send again and keep it.
+            s.kept_last += 1
 
     def _retire(self, s: Sender, st: PathState, why: str) -> None:
         now = time.monotonic_ns()
@@ -592,6 +606,12 @@ class SprayEngine:
         later packet can overtake) a late packet is sent again on another path instead.
         Queueing that every path sees alike (both hosts' NICs) moves srtt, not the
         verdict. Retired paths are probed, backing off while the probes go unanswered."""
+        last, self._last_timers_ns = self._last_timers_ns, now
+        if last and now - last > STALL_NS:
+            # This process did not run for a while: the acks of that time wait unread in
+            # the sockets, and judging now would retire every path at once. Next turn.
+            self.stalls += 1
+            return
         min_rto = self.cfg.min_rto_ms * 1e6
         max_interval = int(self.cfg.probe_max_interval_ms * 1e6)
         probe_timeout = self.cfg.probe_timeout_ms * 1e6
@@ -679,7 +699,9 @@ class SprayEngine:
             "duplicates": dup,
             "retransmits": sum(s.retransmits for s in self.senders.values()),
             "tail_resends": sum(s.tail_resends for s in self.senders.values()),
+            "kept_last_path": sum(s.kept_last for s in self.senders.values()),
             "send_errors": self.send_errors,
+            "stalls": self.stalls,
             "path_events": self.events,
             "paths": per_path,
         }
