@@ -751,4 +751,13 @@ def test_a_large_write_is_pipelined_in_chunks_with_the_same_results(
             assert dp.entities == snapshot
             assert len(await sw.read(ALL_ENTRIES)) == len(entries)
 
+            # A refusal in the first chunk, found out while the next chunks are already on
+            # their way to the data plane (PIPELINE_DEPTH): they are undone too, and ABORTED.
+            updates = [p4rt.insert(b.next_hop(i, 2)) for i in range(2000, 2000 + n)]
+            updates[2] = p4rt.insert(b.next_hop(7, 2))  # refused
+            codes = await sw.write_codes(updates, atomicity=ROLLBACK)
+            assert codes == [ABORTED] * 2 + [RESOURCE_EXHAUSTED] + [ABORTED] * (n - 3)
+            assert dp.entities == snapshot
+            assert len(await sw.read(ALL_ENTRIES)) == len(entries)
+
     p4rt.run(scenario())
