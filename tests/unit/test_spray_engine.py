@@ -1,0 +1,137 @@
+"""Spray's sender and receiver logic without a network: acks per flow with per-path
+entries, retirement (never of a flow's last healthy path), the RACK-style timer, the tail
+resent elsewhere, and no verdicts right after the process stalled. What would go on the
+wire is captured instead of sent."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Iterator
+
+import pytest
+
+from lab.traffic.spray import (
+    ACK_MARK,
+    DATA,
+    HEADER,
+    MAGIC,
+    MARK,
+    STALL_NS,
+    SprayConfig,
+    SprayEngine,
+    SprayFlow,
+    SprayPath,
+)
+
+MS = 1_000_000
+
+
+def _paths(k: int) -> tuple[SprayPath, ...]:
+    return tuple(
+        SprayPath(i, ("a", f"s{i}", "b"), "2001:db8:1::1", "2001:db8:2::1", "fc::1", "fc::2")
+        for i in range(k)
+    )
+
+
+@pytest.fixture
+def engine() -> Iterator[tuple[SprayEngine, list[bytes]]]:
+    flow = SprayFlow(0, 0, 1, _paths(2))
+    socks: list[socket.socket] = []
+
+    def sock() -> socket.socket:
+        s = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+        socks.append(s)
+        return s
+
+    send = {
+        (rank, addr, mark + i): sock()
+        for i in range(2)
+        for rank, addr, mark in ((0, "2001:db8:1::1", MARK), (1, "2001:db8:2::1", ACK_MARK))
+    }
+    eng = SprayEngine([flow], send, {0: sock(), 1: sock()}, config=SprayConfig())
+    sent: list[bytes] = []
+
+    def capture(_sock: socket.socket, data: bytes, _addr: str, control: bool = False) -> bool:
+        sent.append(data)
+        return True
+
+    eng._send = capture  # type: ignore[method-assign,assignment]
+    try:
+        yield eng, sent
+    finally:
+        eng.close()
+        for s in socks:
+            s.close()
+
+
+def test_the_receiver_acks_once_per_flow_with_an_entry_per_path(
+    engine: tuple[SprayEngine, list[bytes]],
+) -> None:
+    eng, sent = engine
+    s = eng.senders[0]
+    s.limit = 4
+    eng.pump(1 * MS)
+    data = [d for d in sent if d[2] == DATA]
+    assert len(data) == 4  # round robin over the two paths
+    assert sorted(HEADER.unpack_from(d)[2] for d in data) == [0, 0, 1, 1]
+    sent.clear()
+    for d in data:
+        eng._packet(d, 5 * MS)
+    assert eng.receivers[0].unique == 4
+    (ack,) = sent  # ack_every = 4: one ack for both paths
+    assert HEADER.unpack_from(ack)[2] == 2
+    eng._packet(ack, 9 * MS)
+    assert not s.outstanding and all(p.in_flight == 0 for p in s.paths)
+    assert all(p.srtt_ns > 0 for p in s.paths)
+
+
+def test_a_gap_retires_the_path_but_never_the_flows_last(
+    engine: tuple[SprayEngine, list[bytes]],
+) -> None:
+    eng, _sent = engine
+    s = eng.senders[0]
+    s.limit = 6
+    eng.pump(1 * MS)
+    eng._nack(0, 0, 0, 0)  # the receiver saw path 0 skip its first packet
+    assert not s.paths[0].healthy and s.paths[1].healthy
+    assert [e["event"] for e in eng.events] == ["retired"]
+    eng._nack(0, 1, 0, 0)
+    assert s.paths[1].healthy and s.kept_last == 1  # sent again, the path kept
+    assert s.resend  # every packet of the retired path goes again
+
+
+def test_timer_loss_needs_a_later_packet_acked_elsewhere_and_no_stall(
+    engine: tuple[SprayEngine, list[bytes]],
+) -> None:
+    eng, _sent = engine
+    s = eng.senders[0]
+    for p in s.paths:
+        p.srtt_ns, p.rttvar_ns, p.samples = 20.0 * MS, 1.0 * MS, 4
+    s.limit = 10
+    eng.pump(100 * MS)  # path 0 and 1 get packets at t = 100 ms
+    s.last_ack_send_ns = 101 * MS  # a packet sent later, on path 1, was acked
+    eng.timers(110 * MS)
+    assert s.paths[0].healthy  # 10 ms late: inside srtt + max(10 ms, 4 rttvar, srtt/2)
+    eng.timers(110 * MS + STALL_NS + 1)  # the loop did not run for > 20 ms
+    assert s.paths[0].healthy and eng.stalls == 1
+    eng.timers(132 * MS)
+    assert not s.paths[0].healthy
+    assert "later packets on other paths" in eng.events[0]["reason"]
+
+
+def test_a_flows_tail_is_sent_again_elsewhere_without_a_verdict(
+    engine: tuple[SprayEngine, list[bytes]],
+) -> None:
+    eng, _sent = engine
+    s = eng.senders[0]
+    for p in s.paths:
+        p.srtt_ns, p.rttvar_ns, p.samples = 20.0 * MS, 1.0 * MS, 4
+    s.limit = 1
+    eng.pump(100 * MS)  # the flow's last packet, on path 0; nothing can overtake it
+    (seq,) = s.outstanding
+    eng.timers(140 * MS)
+    assert s.paths[0].healthy and not eng.events
+    assert list(s.resend) == [seq] and s.tail_resends == 1
+    eng.pump(141 * MS)
+    assert s.outstanding[seq][0] == 1  # now in flight on path 1
+    assert HEADER.unpack_from(_sent[-1])[0] == MAGIC
