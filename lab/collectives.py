@@ -576,6 +576,19 @@ def _progress_lost(iterations: list[dict[str, Any]], fault: Fault) -> dict[str, 
     }
 
 
+def link_bound_ratio(
+    topo: Topology, link_bytes: dict[str, int], ideal_ms: float, iterations: int
+) -> float | None:
+    """The CCT / ideal ratio that the busiest link's counted bytes force by themselves:
+    its bytes over its rate, per iteration, over the ideal. Near ``cct_ratio_to_ideal``:
+    that link was busy all the time (what is left is its bytes: headers, collisions);
+    below it: the difference is time that link sat idle."""
+    if not link_bytes or not iterations or ideal_ms <= 0:
+        return None
+    busiest = max(v * 8 / (_bw(topo, k) * 1e6) for k, v in link_bytes.items())
+    return busiest * 1e3 / iterations / ideal_ms
+
+
 def run_bench(
     topo: Topology, lab: RunningLab, cfg: BenchConfig, workdir: Path, say: Progress
 ) -> dict[str, Any]:
@@ -591,6 +604,7 @@ def run_bench(
         m = run_mode(topo, lab, view=view, cfg=cfg, mode=mode, workdir=workdir, say=say)
         base = m.get("cct_ms_median")
         m["cct_ratio_to_ideal"] = base / ideal if base else None
+        m["link_bound_ratio"] = link_bound_ratio(topo, m["link_bytes"], ideal, len(m["cct_ms"]))
         modes[mode] = m
         lost = m.get("progress_lost_ms")
         timeline = m.get("controller_timeline")
@@ -602,7 +616,8 @@ def run_bench(
             )
         say(
             f"{mode}: CCT median {base or float('nan'):.0f} ms (ideal {ideal:.0f} ms, "
-            f"ratio {m['cct_ratio_to_ideal'] or float('nan'):.2f}), max link utilization "
+            f"ratio {m['cct_ratio_to_ideal'] or float('nan'):.2f}; the busiest link's bytes "
+            f"alone: {m['link_bound_ratio'] or float('nan'):.2f}), max link utilization "
             f"{m['max_link_utilization'] * 100:.0f} % on {m['hottest_link']}"
             + (f", progress lost {lost:.1f} ms" if lost is not None else "")
         )
@@ -629,6 +644,7 @@ def run_bench(
         "cct_ms": {k: v["cct_ms"] for k, v in modes.items()},
         "cct_ratio_to_ideal": {k: v["cct_ratio_to_ideal"] for k, v in modes.items()},
         "max_link_utilization": {k: v["max_link_utilization"] for k, v in modes.items()},
+        "link_bound_ratio": {k: v["link_bound_ratio"] for k, v in modes.items()},
         "progress_lost_ms": (
             {k: v.get("progress_lost_ms") for k, v in modes.items()} if cfg.fail else None
         ),

@@ -3,9 +3,12 @@ hosts' NICs, ring slices, the kernel counters a bench reads, spray's NIC token b
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
-from lab.collectives import TCP_COUNTERS, parse_proc_counters
+from controller.topology import load
+from lab.collectives import TCP_COUNTERS, link_bound_ratio, parse_proc_counters, scaled_topology
 from lab.traffic.collective import max_min_rates, ring_allowed
 from lab.traffic.collective_run import WIRE_OVERHEAD, pacing_rate
 from lab.traffic.spray import DATA_WIRE, NicPacer
@@ -81,3 +84,12 @@ def test_nic_pacer_refills_at_the_rate_up_to_its_burst() -> None:
     assert pacer.tokens == pytest.approx(1_000.0)
     pacer.refill(1_000 + 1_000_000_000)
     assert pacer.tokens == pacer.burst
+
+
+def test_link_bound_ratio_is_the_busiest_links_bytes_over_its_rate(tmp_path: Path) -> None:
+    source = Path(__file__).resolve().parents[2] / "topologies" / "fat-tree-4.yaml"
+    topo = load(str(scaled_topology(source, 5.0, tmp_path / "fat-tree-4.yaml")))
+    per_iteration = 5e6 / 8 * 0.734  # what a 5 Mbit/s link carries in 734 ms
+    link_bytes = {"h1->edge1": int(2 * 1.1 * per_iteration), "edge1->h2": 1000}
+    assert link_bound_ratio(topo, link_bytes, 734.0, 2) == pytest.approx(1.1, rel=1e-6)
+    assert link_bound_ratio(topo, {}, 734.0, 2) is None
