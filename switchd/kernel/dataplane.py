@@ -9,7 +9,7 @@ import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from finsy.proto import p4r
 
@@ -61,6 +61,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("switchd.kernel")
 DEFAULT_PROTOCOL = 222
+STREAM_SLICE = 64
+"""Routes per slice of a batch of routes handed to ``ip`` while the next slice is made."""
 _LEVEL = operator.attrgetter("level")
 
 
@@ -502,13 +504,50 @@ class KernelDataplane:
         deleting = " del " in f" {text} " or text.startswith("delete")
         return deleting and any(s in failure.message for s in IGNORABLE_ON_DELETE)
 
+    def _apply_routes(self, routes: list[tuple[RKey, Route | None]]) -> bool:
+        """Changes of routes only, each of its own prefix (the server's runs are), the write
+        path's common case: ``ip`` gets their lines in slices of :data:`STREAM_SLICE` as they
+        are made, and applies one while the next is made (each route is one kernel object
+        that nothing else in the batch needs, so any order will do). False when the kernel
+        refused some: everything is undone, as by _apply_together."""
+        journal = _Journal()
+        objects = self.objects
+        sent: list[str] = []
+        done = 0
+        for n, (key, route) in enumerate(routes, 1):
+            self._write_route(key, route, journal)
+            if n % STREAM_SLICE == 0:
+                lines = _route_lines(journal.objects[done:], objects)
+                done = len(journal.objects)
+                self.ip.feed(lines)
+                sent += lines
+        lines = _route_lines(journal.objects[done:], objects)
+        failures = self.ip.batch(lines)
+        if not failures:
+            return True
+        sent += lines
+        errors = [
+            f"{_line(sent, failure)}: {failure.message}"
+            for failure in failures
+            if not self._ignorable(sent, failure)
+        ]
+        if not errors:
+            return True
+        log.warning("kernel refused part of a batch, retrying one by one: %s", errors[:3])
+        self._undo(journal)
+        return False
+
     def _apply_together(self, changes: list[Change]) -> list[DataplaneError | None] | None:
         assert self.schema is not None
         schema = self.schema
+        routes = [route_of_change(schema, change) for change in changes]
+        if all(route is not None for route in routes):
+            only = cast(list[tuple[RKey, Route | None]], routes)
+            if len({key for key, _ in only}) == len(only):
+                return [None] * len(changes) if self._apply_routes(only) else None
         journal = _Journal()
         results: list[DataplaneError | None] = []
-        for change in changes:
-            route = route_of_change(schema, change)
+        for change, route in zip(changes, routes, strict=True):
             if route is not None:  # (a route's change cannot fail before the kernel)
                 self._write_route(route[0], route[1], journal)
                 results.append(None)
@@ -812,6 +851,20 @@ def _behaviour(route: dict[str, Any]) -> str | None:
     if action == "End.DT6":
         return "end_dt6"
     return None
+
+
+def _route_lines(touched: list[tuple[KKey, KObj | None]], objects: dict[KKey, KObj]) -> list[str]:
+    """The lines that take the kernel from the journalled old objects of routes (each touched
+    once) to their current ones."""
+    lines: list[str] = []
+    for kkey, old in touched:
+        new = objects.get(kkey)
+        if new is not None:
+            if new != old:
+                lines.extend(new.add)
+        elif old is not None:
+            lines.extend(old.delete)
+    return lines
 
 
 def _line(lines: list[str], failure: BatchFailure) -> str:

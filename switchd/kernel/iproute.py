@@ -63,18 +63,47 @@ class BatchProcess:
         self._proc: subprocess.Popen[str] | None = None
         self._events: queue.Queue[tuple[int, str]] = queue.Queue()
         self._line = 0
+        self._fed = 0
         self._finalizer: weakref.finalize[Any, Any] | None = None
 
-    def run(self, lines: list[str]) -> list[BatchFailure]:
+    def feed(self, lines: list[str]) -> None:
+        """Start ``ip`` on the first lines of a batch whose end :meth:`run` gives: it
+        applies them while the caller makes the rest. Their failures come with run()'s,
+        numbered from the first line fed."""
+        if not lines:
+            return
         with self._lock:
             proc = self._proc
             if proc is None or proc.poll() is not None:
+                if self._fed:
+                    return  # ip died with lines fed: run() reports the whole batch failed
+                proc = self._start()
+            assert proc.stdin is not None
+            self._fed += len(lines)
+            try:
+                proc.stdin.write("\n".join(lines) + "\n")
+                proc.stdin.flush()
+            except OSError:
+                pass  # ip has exited: run() says so
+
+    def run(self, lines: list[str]) -> list[BatchFailure]:
+        with self._lock:
+            fed, self._fed = self._fed, 0
+            if not lines and not fed:
+                return []
+            proc = self._proc
+            if proc is None or proc.poll() is not None:
+                if fed:
+                    # ip exited after it was fed part of this batch: which lines it applied
+                    # is unknown, so the batch failed (the caller undoes it).
+                    self._stop()
+                    return [BatchFailure(0, "ip exited during the batch")]
                 proc = self._start()
             assert proc.stdin is not None
             start = self._line
-            sync = start + len(lines) + 1
+            sync = start + fed + len(lines) + 1
             try:
-                proc.stdin.write("\n".join(lines) + f"\n{SYNC}\n")
+                proc.stdin.write(("\n".join(lines) + "\n" if lines else "") + f"{SYNC}\n")
                 proc.stdin.flush()
             except OSError:
                 pass  # ip has exited: its end of stderr says so
@@ -186,6 +215,11 @@ class IpRoute:
     def _prefix(self) -> list[str]:
         return ["ip", "netns", "exec", self.netns] if self.netns else []
 
+    def feed(self, lines: list[str], family6: bool = True) -> None:
+        """The first lines of the next ``batch(..., force=True)`` of the same family, for
+        ``ip`` to apply while the rest is made (see :meth:`BatchProcess.feed`)."""
+        self._processes[family6].feed(lines)
+
     def batch(
         self, lines: list[str], force: bool = True, family6: bool = True
     ) -> list[BatchFailure]:
@@ -193,10 +227,10 @@ class IpRoute:
         with ``force``, through the long-lived process; without, the first, in a process of
         its own). Nexthop groups need the unspecified family (``family6=False``);
         device-only nexthops and rules need -6."""
+        if force:  # (also the end of a batch begun with feed())
+            return self._processes[family6].run(lines)
         if not lines:
             return []
-        if force:
-            return self._processes[family6].run(lines)
         cmd = ["ip", *(["-n", self.netns] if self.netns else []), *(["-6"] if family6 else [])]
         cmd += ["-batch", "-"]
         proc = subprocess.run(

@@ -267,14 +267,19 @@ def test_a_restarted_switchd_serves_what_the_kernel_holds(
     assert routes(netns) == kept  # forwarding state never went away
 
 
+@pytest.mark.parametrize("stream_slice", [64, 3])
 def test_a_line_the_kernel_refuses_in_a_large_write_fails_alone(
-    p4rt: Any, netns: str, kernel: Any, monkeypatch: pytest.MonkeyPatch
+    p4rt: Any, netns: str, kernel: Any, monkeypatch: pytest.MonkeyPatch, stream_slice: int
 ) -> None:
     """The kernel itself refuses one route of a write that spans several chunks (its
     nexthop was deleted behind switchd's back): that update alone fails, the others are in
-    the kernel, and the long-lived ``ip -batch`` goes on serving later writes."""
+    the kernel, and the long-lived ``ip -batch`` goes on serving later writes. Also when a
+    chunk of routes goes to ``ip`` in slices (the refused one in a slice fed before the
+    chunk's end)."""
+    from switchd.kernel import dataplane
     from switchd.p4rt import server
 
+    monkeypatch.setattr(dataplane, "STREAM_SLICE", stream_slice)
     monkeypatch.setattr(server, "PIPELINE_CHUNK", 8)
     PIPELINE_CHUNK = server.PIPELINE_CHUNK
     n = PIPELINE_CHUNK * 2 + 5
@@ -326,5 +331,18 @@ def test_the_ip_batch_process_reports_failed_lines_and_survives_ip_exiting() -> 
         # The next batch gets a new ip.
         failures = process.run(["link show dev srv6lab-none0", "link show lo"])
         assert [f.line for f in failures] == [1]
+        # A batch begun with feed(): its failures are numbered from the first line fed.
+        process.feed(["link show lo", "link show dev srv6lab-none0"])
+        process.feed(["link show lo"])
+        failures = process.run(["link show dev srv6lab-none1"])
+        assert [f.line for f in failures] == [2, 4]
+        process.feed(["link show dev srv6lab-none0"])
+        assert [f.line for f in process.run([])] == [1]
+        assert process.run([]) == []
+        # ip exits after lines were fed: the whole batch failed.
+        process.feed(["route add 1:2:3:4:5:6:7:8:9::/64 dev lo"])
+        failures = process.run(["link show lo"])
+        assert failures and failures[-1].line == 0
+        assert process.run(["link show lo"]) == []
     finally:
         process.close()
