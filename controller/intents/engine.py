@@ -282,11 +282,18 @@ def _backup(
     topo: Topology, live: LiveGraph, paths: Sequence[Path], enc: Encoding
 ) -> tuple[Steered, ...]:
     """A path between the same ends that avoids every link of ``paths`` (not the hosts'
-    access links), if one exists."""
+    access links), if one exists. It enters and leaves the fabric where ``paths[0]`` does:
+    the policy it stands in for is an entry of that ingress switch for a prefix of that
+    egress switch (a host with NICs in two planes must not fall back to its other NIC)."""
     src, dst = paths[0].src, paths[0].dst
     used = {frozenset(e) for p in paths for e in p.edges()}
     access = {frozenset(paths[0].nodes[:2]), frozenset(paths[0].nodes[-2:])}
-    avoid = [pair(e) for e in used - access]
+    other_nics = {
+        frozenset((host, link.peer_of(host).node))
+        for host in (src, dst)
+        for link in topo.links_of(host)
+    } - access
+    avoid = [pair(e) for e in (used - access) | other_nics]
     try:
         other = LiveGraph.of(live, avoid)
         alt = max_disjoint_paths(other, src, dst, mode="edge")

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from controller.compiler import compile_policies
 from controller.intents import (
     Collective,
     Connectivity,
@@ -183,3 +184,18 @@ def test_fast_reroute_prunes_a_dead_link_from_the_groups_at_its_ends(ft: Topolog
         # pod 1, whose only next hop is agg1, waits for the recompute)
         assert after.routes == before.routes
         assert after.next_hops == before.next_hops
+
+
+def test_backups_enter_and_leave_where_their_policy_does() -> None:
+    """gpu-pod-2plane hosts have a NIC in each plane: a policy at a plane-0 leaf must not get
+    a backup that leaves the host through its plane-1 NIC (its headend could not hold it)."""
+    pod = load(ROOT / "topologies" / "gpu-pod-2plane.yaml")
+    hosts = tuple(h.name for h in pod.gpu_hosts)
+    intents = [Intent("c", Connectivity()), Intent("x", Collective(hosts, "all-to-all"))]
+    sol = solve(pod, LiveGraph(pod.graph), intents)
+    with_backup = [p for p in sol.policies if p.backup]
+    assert with_backup
+    for policy in with_backup:
+        for steered in (*policy.lists, *policy.backup):
+            assert steered.path.nodes[1] == policy.key[0], (policy.key, str(steered.path))
+    compile_policies(pod, [p.spec(p.backup) for p in with_backup])  # raises if not
