@@ -30,7 +30,7 @@ from typing import Any, Literal
 
 import finsy as fy
 
-from controller.compiler import compile_policies, p4entities
+from controller.compiler import CompileError, compile_policies, p4entities
 from controller.compiler.entries import SwitchRules
 from controller.intents import (
     KINDS,
@@ -449,8 +449,13 @@ class ControllerService:
         ahead (a member no group uses forwards nothing): a fast reroute then only points
         the headend entries at them, one write instead of an insert and then a modify."""
         specs = [p.spec(p.backup) for p in solution.policies if p.backup]
+        try:
+            compiled = compile_policies(self.topo, specs) if specs else []
+        except CompileError as exc:  # an optimisation: never a reason to refuse the solution
+            LOG.warning("backup members not installed ahead: %s", exc)
+            compiled = []
         out: dict[str, list[Any]] = {}
-        for rule in compile_policies(self.topo, specs) if specs else ():
+        for rule in compiled:
             out.setdefault(rule.switch, []).extend(p4entities.headend_members(rule))
         return {n: tuple(normalize_all(members, self.schema)) for n, members in out.items()}
 
