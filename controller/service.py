@@ -375,14 +375,17 @@ class ControllerService:
                     only=True,
                 )
                 timeline.pushed_ns = time.monotonic_ns()
-                await self.wait_applied(version)
+                refused = await self.wait_applied(version)
                 timeline.acked_ns = time.monotonic_ns()
+                if refused:
+                    # the recompute below writes the whole state again
+                    LOG.warning("fast reroute of %s not applied: %s", name, "; ".join(refused))
                 LOG.info(
                     "fast reroute of %s: computed in %.1f ms, handed to %d switches in %.1f "
-                    "ms, acknowledged by all %.1f ms after the event",
+                    "ms, answered by all %.1f ms after the event (%d refused)",
                     name, (timeline.computed_ns - seen) / 1e6, len(rules),
                     (timeline.pushed_ns - timeline.computed_ns) / 1e6,
-                    (timeline.acked_ns - seen) / 1e6,
+                    (timeline.acked_ns - seen) / 1e6, len(refused),
                 )  # fmt: skip
                 self.metrics.reroutes.labels("backup").inc()
                 self.metrics.reroute_seconds.labels("backup").observe(
