@@ -947,14 +947,22 @@ def _parse_plain(plain: PlainShape, data: bytes) -> tuple[bytes, bool, int] | No
         at = pos + 3 + size
         if data[at] != 0x10:  # lpm.prefix_len's tag
             return None
-        plen, end = _read_varint(data, at + 1)
+        plen = data[at + 1]
+        if plen < 0x80:  # (the varints here are a byte long, but for /128 and large ids)
+            end = at + 2
+        else:
+            plen, end = _read_varint(data, at + 1)
         if lpm_len != end - pos - 1 or match_len != end - start:
             return None
         if data[end] != 0x1A:  # action's tag
             return None
         action_len = data[end + 1]
         tag = data[end + 2]
-        ident, stop = _read_varint(data, end + 3)
+        ident = data[end + 3]
+        if ident < 0x80:
+            stop = end + 4
+        else:
+            ident, stop = _read_varint(data, end + 3)
     except IndexError:
         return None
     if stop != len(data) or action_len != stop - end - 2 or tag not in (0x10, 0x18):
