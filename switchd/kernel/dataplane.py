@@ -646,6 +646,14 @@ class KernelDataplane:
                     kkey = kernel_key(key)
                     if kkey in self.objects:
                         before[kkey] = None
+            else:
+                # The kernel flushed what hung on the port as it went down (its neighbours,
+                # the next hops on it, groups left empty, routes that used them): nothing
+                # of that is deleted again (ip exits at an ENOENT on a neighbour delete,
+                # even with -force).
+                for kkey in before:
+                    if kkey not in self.objects:
+                        before[kkey] = None
             errors = self._transition(before)
             if errors:
                 log.error("re-installing after %s %s failed: %s", ifname, up, errors[:3])

@@ -5,6 +5,7 @@ so s1 has two paths to s3."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import finsy as fy
@@ -153,9 +154,11 @@ def test_a_dead_watch_port_leaves_its_group_and_comes_back(
 ) -> None:
     import subprocess
 
-    _, topo = tri3
+    lab, topo = tri3
     route_everything(topo, planes)
     s1 = planes["s1"]
+    log = Path(next(e.log for e in lab.network.endpoints if e.name == "s1"))
+    logged = log.stat().st_size
     group = S1_BOTH_WAYS
     write(s1, [group])
 
@@ -171,6 +174,17 @@ def test_a_dead_watch_port_leaves_its_group_and_comes_back(
     assert f"group {0x1000_0002} " in members() + " "
     subprocess.run(["ip", "-n", netns("s3"), "link", "set", "s3-eth3", "up"], check=True)
     wait_for(lambda: f"group {0x1000_0002}/{0x1000_0003}" in members())
+    # The same with s1's own port set down: the kernel also flushes its (permanent)
+    # neighbours then, which switchd once deleted again, and ip exits at that ENOENT.
+    subprocess.run(["ip", "-n", netns("s1"), "link", "set", "s1-eth3", "down"], check=True)
+    wait_for(lambda: f"group {0x1000_0002} " in members() + " ")
+    subprocess.run(["ip", "-n", netns("s1"), "link", "set", "s1-eth3", "up"], check=True)
+    wait_for(lambda: f"group {0x1000_0002}/{0x1000_0003}" in members())
+    with log.open() as text:
+        text.seek(logged)
+        news = text.read()
+    assert news.count("port s1-eth3 (3) down") == 2, news
+    assert "ERROR" not in news, news
 
 
 def wait_for(condition: Any, timeout: float = 5.0) -> None:
