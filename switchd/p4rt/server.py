@@ -69,6 +69,7 @@ from switchd.p4rt.validate import (
     Validated,
     Validator,
     invalid,
+    varint,
 )
 
 if TYPE_CHECKING:
@@ -1121,18 +1122,9 @@ def _read_response(entities: list[bytes]) -> p4r.ReadResponse:
     parts: list[bytes] = []
     for data in entities:
         parts.append(b"\x0a")
-        parts.append(_varint(len(data)))
+        parts.append(varint(len(data)))
         parts.append(data)
     return cast(p4r.ReadResponse, p4r.ReadResponse.FromString(b"".join(parts)))
-
-
-def _varint(n: int) -> bytes:
-    out = bytearray()
-    while n > 0x7F:
-        out.append((n & 0x7F) | 0x80)
-        n >>= 7
-    out.append(n)
-    return bytes(out)
 
 
 # Entity kinds switchd does not implement: (P4Info list, the entity's id field).

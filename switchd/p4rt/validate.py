@@ -890,15 +890,16 @@ def _plain_shape(table: TableInfo, profile: ActionProfileInfo | None) -> PlainSh
     if field is None or field.kind != "lpm" or profile is None or table.is_const:
         return None
     return PlainShape(
-        head=b"\x08" + _varint(table.id) + b"\x12",
-        field_head=b"\x08" + _varint(field.id) + b"\x22",
+        head=b"\x08" + varint(table.id) + b"\x12",
+        field_head=b"\x08" + varint(field.id) + b"\x22",
         field=field,
         profile_id=profile.id,
         with_selector=profile.with_selector,
     )
 
 
-def _varint(value: int) -> bytes:
+def varint(value: int) -> bytes:
+    """``value`` as a protobuf base-128 varint."""
     out = bytearray()
     while value > 0x7F:
         out.append((value & 0x7F) | 0x80)
