@@ -17,6 +17,7 @@ from lab.traffic.spray import (
     MAGIC,
     MARK,
     STALL_NS,
+    Sender,
     SprayConfig,
     SprayEngine,
     SprayFlow,
@@ -100,14 +101,20 @@ def test_a_gap_retires_the_path_but_never_the_flows_last(
     assert s.resend  # every packet of the retired path goes again
 
 
+def _measured_sender(eng: SprayEngine, limit: int) -> Sender:
+    """The first sender, its paths with 4 RTT samples of 20 +- 1 ms, window ``limit``."""
+    s = eng.senders[0]
+    for p in s.paths:
+        p.srtt_ns, p.rttvar_ns, p.samples = 20.0 * MS, 1.0 * MS, 4
+    s.limit = limit
+    return s
+
+
 def test_timer_loss_needs_a_later_packet_acked_elsewhere_and_no_stall(
     engine: tuple[SprayEngine, list[bytes]],
 ) -> None:
     eng, _sent = engine
-    s = eng.senders[0]
-    for p in s.paths:
-        p.srtt_ns, p.rttvar_ns, p.samples = 20.0 * MS, 1.0 * MS, 4
-    s.limit = 10
+    s = _measured_sender(eng, limit=10)
     eng.pump(100 * MS)  # path 0 and 1 get packets at t = 100 ms
     s.last_ack_send_ns = 101 * MS  # a packet sent later, on path 1, was acked
     eng.timers(110 * MS)
@@ -123,10 +130,7 @@ def test_a_flows_tail_is_sent_again_elsewhere_without_a_verdict(
     engine: tuple[SprayEngine, list[bytes]],
 ) -> None:
     eng, _sent = engine
-    s = eng.senders[0]
-    for p in s.paths:
-        p.srtt_ns, p.rttvar_ns, p.samples = 20.0 * MS, 1.0 * MS, 4
-    s.limit = 1
+    s = _measured_sender(eng, limit=1)
     eng.pump(100 * MS)  # the flow's last packet, on path 0; nothing can overtake it
     (seq,) = s.outstanding
     eng.timers(140 * MS)
