@@ -183,6 +183,14 @@ def _collective(traffic: TrafficResult, fail_at: int, restore_at: int) -> dict[s
     return out
 
 
+OVERLOAD_SHARE = 0.01
+"""Losses outside any window above this share of all packets sent: the switches are
+overloaded, and the report says so."""
+EARLY_LOSS_INTERVALS = 2
+"""A loss run that began more than this many packet intervals before the fault was not
+started by it."""
+
+
 def build(
     *,
     topology: str,
@@ -198,10 +206,11 @@ def build(
     controller: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     windows: list[float] = []
-    unrepaired = 0
-    lost = restore_lost = unaffected_lost = other_lost = 0
+    unrepaired = early = 0
+    lost = restore_lost = unaffected_lost = other_lost = sent = 0
     for rep in repetitions:
         for f in rep["flows"]:
+            sent += f["sent"]
             restore_lost += f["restore"]["packets_lost"]
             other_lost += f["other_packets_lost"]
             if not f["affected"]:
@@ -211,6 +220,9 @@ def build(
             w = f["failure"]["loss_window_ms"]
             if w is not None:
                 windows.append(w)
+            began = f["failure"].get("loss_began_after_fault_ms")
+            if began is not None and began < -EARLY_LOSS_INTERVALS * 1000.0 / rate_pps:
+                early += 1
             if not f["failure"]["recovered_before_restore"]:
                 unrepaired += 1
     summary = (
@@ -238,6 +250,18 @@ def build(
         all_notes.append(
             f"{other_lost} packets were lost outside the failure and restore windows (e.g. "
             "when the controller takes a repaired link back into use, after the restore)"
+        )
+    if sent and other_lost > OVERLOAD_SHARE * sent:
+        all_notes.append(
+            f"{100.0 * other_lost / sent:.1f} % of the packets sent were lost outside the "
+            "failure and restore windows: the switches did not carry the offered load, and "
+            "loss windows include their own drops; offer fewer or slower flows (BMv2 on 2 "
+            "cores carries about 2,000 pkt/s of fat-tree traffic)"
+        )
+    if early:
+        all_notes.append(
+            f"{early} loss window(s) began before the fault (loss_began_after_fault_ms < 0): "
+            "the flow was already losing packets, so that window is not the failure's alone"
         )
     collectives = [rep["collective"] for rep in repetitions if rep.get("collective")]
     return {

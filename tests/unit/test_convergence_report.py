@@ -154,3 +154,19 @@ def test_losses_outside_the_measured_flows_and_windows_are_counted() -> None:
     assert report["other_packets_lost"] == 2
     assert any("not seen crossing" in note for note in report["notes"])
     assert any("outside the failure and restore" in note for note in report["notes"])
+
+
+def test_an_overloaded_data_plane_and_losses_before_the_fault_are_said_so() -> None:
+    # flow 1 loses from 50 ms before the fault until 20 ms after it, and both flows lose
+    # 2 % of their packets elsewhere: the switches did not carry the load
+    elsewhere = set(range(100, 160))
+    lost = {1: set(range(950, 1020)) | elsewhere, 2: set(elsewhere)}
+    rep = rpt.repetition(0, fault(), traffic(lost), affected={1, 2})
+    flow1 = next(f for f in rep["flows"] if f["flow_id"] == 1)
+    # (from the last packet that arrived before the run: 949 ms, the fault at 1,000)
+    assert flow1["failure"]["loss_began_after_fault_ms"] == pytest.approx(-51.0)
+    notes = build([rep])["notes"]
+    assert any("did not carry the offered load" in n for n in notes), notes
+    assert any("1 loss window(s) began before the fault" in n for n in notes), notes
+    quiet = build([rpt.repetition(0, fault(), traffic({1: {1001}}), affected={1, 2})])
+    assert not any("offered load" in n or "before the fault" in n for n in quiet["notes"])
