@@ -310,20 +310,7 @@ class KernelDataplane:
         ports = self._ports()
         if start not in self.rdeps:
             # Nothing depends on it (every route): one object to render, no walk.
-            kkey = kernel_key(start)
-            record = self.records.get(start)
-            old = self.objects.get(kkey)
-            new = (
-                render(record, self.objects, self.records, ports, self.protocol)
-                if record is not None
-                else None
-            )
-            if new != old:
-                journal.objects.append((kkey, old))
-                if new is None:
-                    del self.objects[kkey]
-                else:
-                    self.objects[kkey] = new
+            self._render_one(start, ports, journal)
             return
         queue = deque([start])
         seen: set[RKey] = set()
@@ -332,23 +319,28 @@ class KernelDataplane:
             if key in seen:
                 continue
             seen.add(key)
-            kkey = kernel_key(key)
-            record = self.records.get(key)
-            old = self.objects.get(kkey)
-            new = (
-                render(record, self.objects, self.records, ports, self.protocol)
-                if record is not None
-                else None
-            )
-            if new == old and key != start:
-                continue
-            if new != old:
-                journal.objects.append((kkey, old))
-                if new is None:
-                    del self.objects[kkey]
-                else:
-                    self.objects[kkey] = new
-            queue.extend(sorted(self.rdeps.get(key, ()), key=repr))
+            if self._render_one(key, ports, journal) or key == start:
+                queue.extend(sorted(self.rdeps.get(key, ()), key=repr))
+
+    def _render_one(self, key: RKey, ports: Ports, journal: _Journal) -> bool:
+        """Render one record into the kernel objects; True (and journaled) if its object
+        changed."""
+        kkey = kernel_key(key)
+        record = self.records.get(key)
+        old = self.objects.get(kkey)
+        new = (
+            render(record, self.objects, self.records, ports, self.protocol)
+            if record is not None
+            else None
+        )
+        if new == old:
+            return False
+        journal.objects.append((kkey, old))
+        if new is None:
+            del self.objects[kkey]
+        else:
+            self.objects[kkey] = new
+        return True
 
     def _write_route(self, key: RKey, route: Route | None, journal: _Journal) -> None:
         """_set_record() and _rerender() of a route (None: delete it), the most frequent
