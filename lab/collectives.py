@@ -42,6 +42,7 @@ from lab.convergence import controller_timeline_of
 from lab.errors import LabError
 from lab.faults import Fault, LabView, fail, restore
 from lab.session import RunningLab
+from lab.shell import close_pipes, stop_processes
 from lab.traffic.collective_run import PACE_HEADROOM, FlowSpec, RunSpec
 from lab.traffic.spray import (
     ACK_TABLE,
@@ -394,16 +395,8 @@ class Generator:
     def __exit__(self, *_exc: object) -> None:
         if self.proc is None:
             return
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        for stream in (self.proc.stdin, self.proc.stdout, self.proc.stderr):
-            if stream is not None and not stream.closed:
-                stream.close()
+        stop_processes([self.proc])
+        close_pipes(self.proc)
 
 
 def ideal_cct_ms(topo: Topology, flows: list[Flow], pattern: str, size: int, n: int) -> float:

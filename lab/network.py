@@ -24,7 +24,7 @@ from controller.topology import Topology
 from lab import namespaces
 from lab.errors import LabError
 from lab.nodes import LabHost, switch_class
-from lab.shell import run_commands
+from lab.shell import run_commands, stop_processes
 from lab.state import InterfaceInfo, NodeInfo
 from lab.topo import LabTopo
 
@@ -139,7 +139,7 @@ class LabNetwork:
 
         for i, endpoint in enumerate(self.endpoints):
             if endpoint.name == name:
-                switchd_nodes.stop_all([self.switchd[i]])
+                stop_processes([self.switchd[i]])
                 if endpoint.kind != "kernel":
                     raise LabError(f"{name} runs {endpoint.kind}, not switchd")
                 self.switchd[i] = switchd_nodes.start_switchd(self.node(name), endpoint)
@@ -162,9 +162,7 @@ class LabNetwork:
             return
         errors: list[str] = []
         if self.switchd:
-            from lab import switchd_nodes
-
-            switchd_nodes.stop_all(self.switchd)
+            stop_processes(self.switchd)
             self.switchd = []
         if self.run_dir is not None:
             (self.run_dir / "switches.json").unlink(missing_ok=True)

@@ -10,6 +10,8 @@ failing ``ip`` or ``tc`` command is easy to miss. Every lab command goes through
 from __future__ import annotations
 
 import re
+import subprocess
+import time
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -67,3 +69,25 @@ def _chunks(commands: Sequence[str]) -> Iterator[list[str]]:
         size += len(command) + 2
     if chunk:
         yield chunk
+
+
+def stop_processes(procs: Sequence[subprocess.Popen[Any]], timeout: float = 5.0) -> None:
+    """Terminate the processes still running, wait up to ``timeout`` s for all of them,
+    kill those that did not end."""
+    for proc in procs:
+        if proc.poll() is None:
+            proc.terminate()
+    deadline = time.monotonic() + timeout
+    for proc in procs:
+        try:
+            proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def close_pipes(proc: subprocess.Popen[Any]) -> None:
+    """Close the pipes a finished process was started with."""
+    for stream in (proc.stdin, proc.stdout, proc.stderr):
+        if stream is not None and not stream.closed:
+            stream.close()

@@ -27,6 +27,7 @@ from typing import Any
 
 from controller.topology import Topology
 from lab.errors import LabError
+from lab.shell import stop_processes
 
 READY_TIMEOUT = 60.0
 BMV2_NICE = -15
@@ -106,7 +107,7 @@ def start_all(
     try:
         wait_ready(endpoints, procs)
     except BaseException:
-        stop_all(procs)
+        stop_processes(procs)
         raise
     return endpoints, procs
 
@@ -182,19 +183,6 @@ def wait_ready(
                         f"switchd of {endpoint.name} did not listen on {endpoint.p4runtime} "
                         f"within {timeout:g} s; its log:\n{_tail(Path(endpoint.log))}"
                     )
-
-
-def stop_all(procs: list[subprocess.Popen[bytes]], timeout: float = 5.0) -> None:
-    for proc in procs:
-        if proc.poll() is None:
-            proc.terminate()
-    deadline = time.monotonic() + timeout
-    for proc in procs:
-        try:
-            proc.wait(timeout=max(0.1, deadline - time.monotonic()))
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 def write_switches_file(run_dir: Path, topology: str, endpoints: list[SwitchEndpoint]) -> Path:

@@ -27,6 +27,7 @@ from typing import Any
 
 from lab.errors import LabError
 from lab.nsenter import netns
+from lab.shell import close_pipes, stop_processes
 from lab.traffic.collective import DEFAULT_PORT as COLLECTIVE_PORT
 from lab.traffic.collective import CollectiveRun, transfers
 from lab.traffic.probe import ProbeFlow, ProbeRun
@@ -317,14 +318,8 @@ class TrafficGenerator:
         return self.finish()
 
     def _kill(self) -> None:
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+        if self.proc is not None:
+            stop_processes([self.proc])
 
     def __exit__(
         self,
@@ -334,9 +329,7 @@ class TrafficGenerator:
     ) -> None:
         self._kill()
         if self.proc is not None:
-            for stream in (self.proc.stdin, self.proc.stdout, self.proc.stderr):
-                if stream is not None and not stream.closed:
-                    stream.close()
+            close_pipes(self.proc)
 
 
 if __name__ == "__main__":
