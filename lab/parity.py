@@ -29,8 +29,7 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -178,20 +177,6 @@ def traffic_delta(
     return {k: v - before.get(k, 0) for k, v in after.items() if v - before.get(k, 0)}
 
 
-@contextmanager
-def _environment(**values: str) -> Iterator[None]:
-    saved = {k: os.environ.get(k) for k in values}
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
-
-
 def run_kind(  # noqa: PLR0917 (one call site, every argument named there)
     topo: Topology,
     kind: str,
@@ -206,13 +191,13 @@ def run_kind(  # noqa: PLR0917 (one call site, every argument named there)
     collect entries and counters before and after the failure. The lab is down after."""
     from lab import faults
     from lab.controller_proc import ControllerOptions
-    from lab.runtime import RunDir
+    from lab.runtime import RunDir, environment
     from lab.session import running_lab
 
     run_dir = base / kind
     prefix = f"{netns_prefix}{kind[0]}-"
     result = KindResult(kind)
-    with _environment(SRV6LAB_RUN_DIR=str(run_dir), SRV6LAB_NETNS_PREFIX=prefix):
+    with environment(SRV6LAB_RUN_DIR=str(run_dir), SRV6LAB_NETNS_PREFIX=prefix):
         run = RunDir(run_dir)
         started = time.monotonic()
         with running_lab(topo, kind, run=run, controller=ControllerOptions()):

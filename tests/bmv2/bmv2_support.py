@@ -434,3 +434,19 @@ def read_frames(path: Path) -> list[bytes]:
         frames.append(data[start : start + captured])
         offset = start + captured
     return frames
+
+
+def bmv2_lab_or_skip() -> None:
+    """Skip a lab test (Mininet, simple_switch_grpc) where it cannot run: not root, or no
+    BMv2 (the lab's own check, with its message)."""
+    import pytest
+
+    from lab.errors import LabError
+    from lab.nodes import bmv2_binary
+
+    if os.geteuid() != 0:
+        pytest.skip("needs root (network namespaces, Mininet)")
+    try:
+        bmv2_binary()
+    except LabError as exc:
+        pytest.skip(str(exc))

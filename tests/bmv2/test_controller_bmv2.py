@@ -18,22 +18,11 @@ from pathlib import Path
 import pytest
 
 from controller.topology import Topology, load
-from lab.errors import LabError
+from tests.bmv2.bmv2_support import bmv2_lab_or_skip
 
 ROOT = Path(__file__).resolve().parents[2]
 TOPOLOGY = ROOT / "topologies" / "leaf-spine-2x4.yaml"
 PREFIX = f"srv6lab-bc{os.getpid()}-"
-
-
-def bmv2_or_skip() -> None:
-    from lab.nodes import bmv2_binary
-
-    if os.geteuid() != 0:
-        pytest.skip("needs root (network namespaces, Mininet)")
-    try:
-        bmv2_binary()
-    except LabError as exc:
-        pytest.skip(str(exc))
 
 
 @pytest.fixture(scope="module")
@@ -44,24 +33,17 @@ def topo() -> Topology:
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory: pytest.TempPathFactory, topo: Topology) -> Iterator[Path]:
     """A BMv2 lab with the controller; yields its run directory."""
-    bmv2_or_skip()
+    bmv2_lab_or_skip()
     from lab.controller_proc import ControllerOptions
-    from lab.runtime import RunDir
+    from lab.runtime import RunDir, environment
     from lab.session import running_lab
 
     run_dir = tmp_path_factory.mktemp("bmv2-ctl") / "run"
-    saved = {k: os.environ.get(k) for k in ("SRV6LAB_RUN_DIR", "SRV6LAB_NETNS_PREFIX")}
-    os.environ["SRV6LAB_RUN_DIR"] = str(run_dir)
-    os.environ["SRV6LAB_NETNS_PREFIX"] = PREFIX
-    try:
-        with running_lab(topo, "bmv2", run=RunDir(run_dir), controller=ControllerOptions()):
-            yield run_dir
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
+    with (
+        environment(SRV6LAB_RUN_DIR=str(run_dir), SRV6LAB_NETNS_PREFIX=PREFIX),
+        running_lab(topo, "bmv2", run=RunDir(run_dir), controller=ControllerOptions()),
+    ):
+        yield run_dir
 
 
 def srv6lab(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
@@ -169,7 +151,7 @@ def test_reroute_after_an_admin_failure_between_two_bmv2_switches(
 def test_parity_of_kernel_and_bmv2(tmp_path: Path) -> None:
     """Runs after the module's lab is gone only in the sense that it uses its own run
     directories and namespaces; both kinds come up one after the other."""
-    bmv2_or_skip()
+    bmv2_lab_or_skip()
     env = {**os.environ, "SRV6LAB_RUN_DIR": str(tmp_path / "run")}
     proc = subprocess.run(
         [sys.executable, "-m", "lab.cli", "lab", "parity", str(TOPOLOGY),

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from controller.topology import load
-from lab.errors import LabError
+from tests.bmv2.bmv2_support import bmv2_lab_or_skip
 
 ROOT = Path(__file__).resolve().parents[2]
 PREFIX = f"srv6lab-bm{os.getpid()}-"
@@ -19,27 +19,15 @@ PREFIX = f"srv6lab-bm{os.getpid()}-"
 
 @pytest.fixture(autouse=True)
 def bmv2_or_skip() -> None:
-    from lab.nodes import bmv2_binary
-
-    if os.geteuid() != 0:
-        pytest.skip("needs root (network namespaces, Mininet)")
-    try:
-        bmv2_binary()
-    except LabError as exc:
-        pytest.skip(str(exc))
+    bmv2_lab_or_skip()
 
 
 @pytest.fixture
 def run_dir(tmp_path: Path) -> Iterator[Path]:
-    saved = {k: os.environ.get(k) for k in ("SRV6LAB_RUN_DIR", "SRV6LAB_NETNS_PREFIX")}
-    os.environ["SRV6LAB_RUN_DIR"] = str(tmp_path / "run")
-    os.environ["SRV6LAB_NETNS_PREFIX"] = PREFIX
-    yield tmp_path / "run"
-    for key, value in saved.items():
-        if value is None:
-            os.environ.pop(key, None)
-        else:
-            os.environ[key] = value
+    from lab.runtime import environment
+
+    with environment(SRV6LAB_RUN_DIR=str(tmp_path / "run"), SRV6LAB_NETNS_PREFIX=PREFIX):
+        yield tmp_path / "run"
 
 
 def test_leaf_spine_on_bmv2_routes_after_install(run_dir: Path) -> None:
