@@ -116,6 +116,12 @@ def register(
         "intents), so the controller must repair them; auto: only for gray failures, "
         "which only the controller's path probes can see",
     )  # fmt: skip
+    conv.add_argument(
+        "--realtime-traffic", action="store_true",
+        help="run the probe generator at SCHED_FIFO, ahead of the controller and switchd "
+        "(the data plane's forwarding runs in the sender's context, so this starves the "
+        "control plane; for comparison only; default: normal priority, below them)",
+    )  # fmt: skip
     conv.add_argument("--json", type=Path, metavar="OUT", help="write the JSON report here")
     conv.add_argument("--png", type=Path, metavar="OUT", help="write the PNG timeline here")
     conv.set_defaults(func=_convergence)  # fmt: skip
@@ -255,6 +261,7 @@ def _convergence(args: argparse.Namespace) -> int:
         failed_s=args.failed_for,
         collective=args.collective,
         gpus=args.gpus,
+        realtime_traffic=args.realtime_traffic,
     )
     started = time.monotonic()
     print(

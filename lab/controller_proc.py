@@ -5,13 +5,14 @@ CLI client finds it there), its log at ``<run dir>/controller.log``, its intents
 switch holds the desired state, and stops it (SIGTERM) before the switches go.
 
 The lab's control processes (this controller, every switchd) run at nice
-:data:`CONTROL_NICE`: ahead of ordinary processes, below the traffic generator (SCHED_FIFO,
-lab/traffic/probe.py). On the lab's 2 loaded cores a fast reroute otherwise waits for the
-scheduler behind other work (a switch's control plane has a CPU of its own in a real
-fabric). Not SCHED_FIFO: measured on fat-tree-4, real-time control processes reroute a
-gray link no faster (loss window p50/p99 69/142 ms against 68/114 at nice -10) and hold
-off the kernel's own link-watch worker, an ordinary thread, when a carrier is lost (they
-react to the event first): carrier loss windows grew to 13/18 ms against 3/4 ms."""
+:data:`CONTROL_NICE`: ahead of ordinary processes, the traffic generator included
+(lab/traffic/probe.py says why it is not SCHED_FIFO). On the lab's 2 loaded cores a fast
+reroute otherwise waits for the scheduler behind other work (a switch's control plane has
+a CPU of its own in a real fabric). Not SCHED_FIFO: measured on fat-tree-4, real-time
+control processes reroute a gray link no faster (loss window p50/p99 69/142 ms against
+68/114 at nice -10) and hold off the kernel's own link-watch worker, an ordinary thread,
+when a carrier is lost (they react to the event first): carrier loss windows grew to
+13/18 ms against 3/4 ms."""
 
 from __future__ import annotations
 

@@ -150,6 +150,8 @@ class ConvergenceConfig:
     collective: str | None = None
     gpus: int = 8
     collective_bytes: int = 4 * 1024 * 1024
+    realtime_traffic: bool = False
+    """The probe generator at SCHED_FIFO (the behaviour before; see lab.traffic.probe)."""
 
 
 def parse_place(topo: Topology, text: str) -> tuple[str, ...]:
@@ -282,7 +284,9 @@ def run_convergence(
     results: list[TrafficResult] = []
     models = ""
     for i in range(cfg.repeat):
-        spec = TrafficSpec(duration, cfg.rate_pps, tuple(flows), collective)
+        spec = TrafficSpec(
+            duration, cfg.rate_pps, tuple(flows), collective, realtime=cfg.realtime_traffic
+        )
         with TrafficGenerator(spec, workdir / "traffic.json") as gen:
             t0 = gen.ready_ns / 1e9
             _sleep_until(t0 + cfg.before_s - SNIFF_S - 0.05)

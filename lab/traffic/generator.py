@@ -60,6 +60,9 @@ class TrafficSpec:
     rate_pps: float = 1000.0
     flows: tuple[ProbeFlow, ...] = ()
     collective: CollectiveSpec | None = None
+    realtime: bool = False
+    """Probe sender and receiver at SCHED_FIFO (lab.traffic.probe._realtime says why not
+    by default)."""
 
     def to_json(self) -> str:
         return json.dumps(asdict(self))
@@ -81,6 +84,7 @@ class TrafficSpec:
                 iterations=coll.get("iterations"),
                 port=int(coll.get("port", COLLECTIVE_PORT)),
             ),
+            realtime=bool(raw.get("realtime", False)),
         )
 
 
@@ -172,7 +176,11 @@ def run(spec: TrafficSpec, out: Path, stop: threading.Event) -> TrafficResult:
                 pairs,
                 spec.collective.iterations,
             )
-        probe = ProbeRun(list(spec.flows), spec.rate_pps, send, recv) if spec.flows else None
+        probe = (
+            ProbeRun(list(spec.flows), spec.rate_pps, send, recv, realtime=spec.realtime)
+            if spec.flows
+            else None
+        )
         started = time.monotonic_ns()
         if probe is not None:
             probe.start()

@@ -86,13 +86,22 @@ class SenderStats:
 
 
 REALTIME_PRIORITY = 10
+"""SCHED_FIFO priority of the receiver with ``realtime`` (the sender gets 10 more)."""
 
 
-def _realtime(priority: int) -> str:
-    """Put the calling thread in SCHED_FIFO, so that the lab's other processes (20
-    switchd, a controller, other users of the machine) do not stall the pacing: the
-    sender sleeps between ticks, and the kernel keeps 5 % of the CPU for others. The sender gets
-    the higher priority: a receiver busy with a batch must not delay a tick."""
+def _realtime(priority: int | None) -> str:
+    """Put the calling thread in SCHED_FIFO ``priority`` (None: leave it as it is).
+
+    By default the generator runs at normal priority, below the lab's control processes
+    (controller and switchd at nice -10): its sends carry the emulated data plane with
+    them (a packet crosses every veth hop in the sender's own softirq), and at SCHED_FIFO
+    that data plane took up to 1.6 of the 2 cores ahead of the control plane: a 2-update
+    switchd write took 150-390 ms, the kernel's link-watch worker and RCU waited too, and
+    the pacing kept up no better (20-36 ms stalls either way; the measurements are in
+    README's "Failures, traffic and convergence"). In a real switch the control CPU is not
+    the forwarding ASIC. ``realtime`` keeps the old behaviour for comparison."""
+    if priority is None:
+        return f"normal (nice {os.getpriority(os.PRIO_PROCESS, 0)})"
     try:
         os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(priority))
     except OSError as exc:
@@ -112,8 +121,11 @@ class ProbeRun:
         rate_pps: float,
         send_socks: dict[int, socket.socket],
         recv_socks: list[socket.socket],
+        *,
+        realtime: bool = False,
     ) -> None:
         self.flows = flows
+        self.realtime = realtime
         self.records = {f.flow_id: FlowRecord() for f in flows}
         self.stats = SenderStats(rate_pps)
         self._send_socks = send_socks
@@ -143,7 +155,7 @@ class ProbeRun:
 
     def _send_loop(self) -> None:
         try:
-            self.stats.realtime = _realtime(REALTIME_PRIORITY + 10)
+            self.stats.realtime = _realtime(REALTIME_PRIORITY + 10 if self.realtime else None)
             self._send()
         except BaseException as exc:
             self.error = exc
@@ -193,7 +205,7 @@ class ProbeRun:
 
     def _recv_loop(self) -> None:
         try:
-            _realtime(REALTIME_PRIORITY)
+            _realtime(REALTIME_PRIORITY if self.realtime else None)
             self._recv()
         except BaseException as exc:
             self.error = exc
