@@ -232,19 +232,26 @@ def delete_intent(address: str, intent_id: str) -> None:
     call(stub(address).DeleteIntent, pb.DeleteIntentRequest(id=intent_id), address)
 
 
-def get_paths(address: str, src: str, dst: str, k: int) -> list[tuple[list[str], str]]:
-    """Up to ``k`` edge-disjoint paths from the controller (GetPaths): (nodes, first SID)."""
+def get_paths(
+    address: str, src: str, dst: str, k: int, spread: int = 0
+) -> list[tuple[list[str], str]]:
+    """Up to ``k`` edge-disjoint paths from the controller (GetPaths, with ``spread`` as
+    its salt among equal-cost sets): (nodes, first SID)."""
     from controller.client import ApiError, call, stub
     from controller.northbound import srv6lab_pb2 as pb
 
     api = stub(address)
     try:
-        resp = call(api.GetPaths, pb.GetPathsRequest(src=src, dst=dst, k=k), address)
+        resp = call(api.GetPaths, pb.GetPathsRequest(src=src, dst=dst, k=k, spread=spread), address)
     except ApiError as exc:
         available = _available(str(exc))
         if available is None or available < 1:
             raise
-        resp = call(api.GetPaths, pb.GetPathsRequest(src=src, dst=dst, k=available), address)
+        resp = call(
+            api.GetPaths,
+            pb.GetPathsRequest(src=src, dst=dst, k=available, spread=spread),
+            address,
+        )
     out = []
     for p in resp.paths:
         if len(p.sids) != 1:
@@ -269,15 +276,21 @@ def spray_flows(
 ) -> tuple[tuple[FlowSpec, ...], dict[str, list[HostRoute]]]:
     """Each flow's paths from GetPaths, their reverses (GetPaths the other way, matched by
     nodes; compiled here when the controller's reverse set differs), and the host routes
-    spraying needs, per host."""
+    spraying needs, per host.
+
+    Every GetPaths asks with the destination's index among the hosts as its salt
+    (:func:`controller.paths.spread_salt`, D-mod-k), the reverse queries too: without it
+    every pair's disjoint paths crossed the same equal-cost links (on fat-tree-4 cores 1
+    and 3, while 2 and 4 idled). ``analyze ecmp`` predicts spray with the same salt."""
     from controller.compiler import segment_list
+    from controller.paths import spread_salt
 
     rank = {h: i for i, h in enumerate(hosts)}
     cache: dict[tuple[str, str], list[tuple[list[str], str]]] = {}
 
     def paths(a: str, b: str) -> list[tuple[list[str], str]]:
         if (a, b) not in cache:
-            cache[(a, b)] = get_paths(address, a, b, k)
+            cache[(a, b)] = get_paths(address, a, b, k, spread_salt(hosts, b))
         return cache[(a, b)]
 
     routes: dict[str, list[HostRoute]] = {h: [] for h in hosts}
