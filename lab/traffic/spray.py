@@ -53,12 +53,18 @@ number of entries in ``path`` and one :data:`ACK_ENTRY` per path with news after
 ACK_ENTRY = struct.Struct("!BxxxIIq")
 """path, packets NACKed on it so far, highest path seq arrived, its send time (ns)."""
 DATA, ACK, PROBE, PROBE_ACK, NACK = 1, 2, 3, 4, 5
-PACKET_ROOM = 8 + 40 + 40 + 12
-"""What a data packet's UDP payload leaves of the host MTU: UDP, the inner IPv6 header,
-the outer one the host's ``encap.red`` adds, and 12 bytes spare (as the 1500-byte runs
-had: the encap route's MTU check is the NIC's MTU less the 40 bytes it adds)."""
+SEG6_HEADROOM = 40 + 8 + 16
+"""What the kernel reserves on a host's ``encap seg6 mode encap.red`` route with one
+segment: the outer IPv6 header and an SRH of one segment, although encap.red with one
+segment writes no SRH (``seg6_lwt_headroom``). The route's MTU is the NIC's less this
+(``ping -M do`` says so: 8936 on a 9000-byte NIC)."""
+PACKET_ROOM = 8 + 40 + SEG6_HEADROOM
+"""What a data packet's UDP payload leaves of the host MTU: UDP, the inner IPv6 header and
+the encapsulation headroom. A larger datagram leaves the host as two packets: the
+1,400-byte datagrams of the first 1500-byte runs did (one datagram: 2 packets on the
+NIC and at the receiver, measured; 1,388 bytes: 1)."""
 PACKET = 1500 - PACKET_ROOM
-"""UDP payload bytes of a data packet on 1500-byte host links (1400)."""
+"""UDP payload bytes of a data packet on 1500-byte host links (1388)."""
 PAYLOAD = PACKET - HEADER.size
 TABLE = 5370
 MARK = 0x5370
@@ -81,7 +87,8 @@ for others)."""
 
 
 def packet_for_mtu(mtu: int) -> int:
-    """UDP payload bytes of a data packet that fits a host MTU once encapsulated."""
+    """UDP payload bytes of the largest data packet that leaves a host with this MTU as
+    one packet once encapsulated (8888 at 9000)."""
     packet = mtu - PACKET_ROOM
     if packet < HEADER.size + 1:
         raise ValueError(f"host MTU {mtu} leaves no room for a spray data packet")

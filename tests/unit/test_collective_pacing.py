@@ -104,7 +104,7 @@ def test_link_bound_ratio_is_the_busiest_links_bytes_over_its_rate(tmp_path: Pat
 
 @pytest.mark.parametrize(
     ("mtu", "mss", "data", "packet"),
-    [(1500, 1380, 1368, 1400), (9000, 8880, 8868, 8900), (1280, 1160, 1148, 1180)],
+    [(1500, 1380, 1368, 1388), (9000, 8880, 8868, 8888), (1280, 1160, 1148, 1168)],
 )
 def test_tcp_segments_and_spray_packets_follow_the_host_mtu(
     mtu: int, mss: int, data: int, packet: int
@@ -115,8 +115,9 @@ def test_tcp_segments_and_spray_packets_follow_the_host_mtu(
     assert data + 12 + 20 + 40 == mtu - 60
     cfg = SprayConfig(packet=packet_for_mtu(mtu))
     assert cfg.packet == packet
-    # UDP + inner IPv6 + the host's own encap.red (outer IPv6) fit the NIC, 12 spare
-    assert cfg.packet + 8 + 40 + 40 == mtu - 12
+    # UDP + inner IPv6 + the kernel's headroom for the host's own encap.red (outer IPv6
+    # and an SRH of one segment, though it writes none) fill the NIC's MTU exactly
+    assert cfg.packet + 8 + 40 + 40 + 8 + 16 == mtu
     assert cfg.payload == packet - HEADER.size
     assert cfg.data_wire == packet + WIRE_EXTRA
 
