@@ -51,6 +51,15 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "--mode", choices=("edge", "node"), default="edge", help="disjointness (default: edge)"
     )
     paths.add_argument(
+        "--spread",
+        type=_salt,
+        default=0,
+        metavar="SALT",
+        help="choose among equal-cost path sets: each node's scan of its equal-cost next hops "
+        "starts at index SALT mod their count (default 0: smallest node names first; the "
+        "spray benchmark uses the destination's index, D-mod-k)",
+    )
+    paths.add_argument(
         "--down",
         action="append",
         default=[],
@@ -170,6 +179,16 @@ def _register_intent(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
     diff.set_defaults(func=client.intent_diff)
 
 
+def _salt(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be an integer, not {text!r}") from None
+    if not 0 <= value < 2**32:
+        raise argparse.ArgumentTypeError(f"must be from 0 to {2**32 - 1}, not {value}")
+    return value
+
+
 def _paths(args: argparse.Namespace) -> int:
     if not args.topology:
         if args.down:
@@ -201,7 +220,13 @@ def _paths(args: argparse.Namespace) -> int:
         return 2
     try:
         found = disjoint_paths(
-            topo.graph, args.src, args.dst, args.k, mode=args.mode, down=args.down
+            topo.graph,
+            args.src,
+            args.dst,
+            args.k,
+            mode=args.mode,
+            down=args.down,
+            salt=args.spread,
         )
     except NoPathError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -292,7 +292,12 @@ def remote_paths(args: argparse.Namespace) -> int:
     from controller.northbound import srv6lab_pb2 as pb
 
     request = pb.GetPathsRequest(
-        src=args.src, dst=args.dst, k=args.k, mode=args.mode, encoding=args.encoding
+        src=args.src,
+        dst=args.dst,
+        k=args.k,
+        mode=args.mode,
+        encoding=args.encoding,
+        spread=args.spread,
     )
     reply = call(stub(args.controller).GetPaths, request, args.controller)
     total = sum(p.cost for p in reply.paths)

@@ -13,6 +13,12 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_TOPOLOGY = ROOT / "topologies" / "fat-tree-4.yaml"
+JUMBO_MTU = 9000
+BASE_MTU = 1500
+BASE_LINK_MBPS = 5.0
+"""Collectives: the link rate and size per rank of the 1500-byte runs (the CPU keeps up
+with the Python spraying hosts at this packet rate); other MTUs scale both with it."""
+BASE_SIZE = 512 * 1024
 
 _EXAMPLES = """\
 examples:
@@ -176,17 +182,26 @@ def _register_collectives(
         help="the collective's hosts (default: the first 8 GPU hosts)",
     )  # fmt: skip
     col.add_argument(
-        "--size", type=_positive_int, default=1024 * 1024, metavar="BYTES",
-        help="bytes per rank per iteration (nccl-tests' size; default: 1 MiB)",
+        "--mtu", type=int, default=JUMBO_MTU, metavar="BYTES",
+        help=f"the hosts' NIC MTU (default: {JUMBO_MTU}, jumbo frames as AI fabrics run; "
+        "1500 for the first figures); fabric links are above it so that a headend's SRv6 "
+        "encapsulation fits. TCP's MSS and spray's datagrams follow it",
+    )  # fmt: skip
+    col.add_argument(
+        "--size", type=_positive_int, metavar="BYTES",
+        help="bytes per rank per iteration (nccl-tests' size; default: 512 KiB per 1500 "
+        "bytes of MTU, 3 MiB at 9000: the same packets per iteration at any MTU)",
     )  # fmt: skip
     col.add_argument(
         "--iterations", type=_positive_int, default=8, metavar="N",
         help="iterations per mode (default: 8; at least 4 with --fail)",
     )  # fmt: skip
     col.add_argument(
-        "--link-mbps", type=_positive_float, default=5.0, metavar="MBPS",
-        help="cap every link at this rate (default: 5; the spraying hosts are Python "
-        "processes, and the link, not the CPU, must be the bottleneck)",
+        "--link-mbps", type=_positive_float, metavar="MBPS",
+        help="cap every link at this rate (default: 5 per 1500 bytes of MTU, 30 at 9000: "
+        "the same packets per second, 2.4 ms per full-size packet per hop, at any MTU; the "
+        "spraying hosts are Python processes, and the link, not the CPU, must be the "
+        "bottleneck)",
     )  # fmt: skip
     col.add_argument("--fail", metavar="X-Y", help="fail this link mid-run (default: no failure)")
     col.add_argument(
@@ -356,7 +371,8 @@ def _collectives(args: argparse.Namespace) -> int:
     from lab.convergence import parse_place
     from lab.errors import LabError
     from lab.session import running_lab
-    from lab.traffic.spray import SprayConfig
+    from lab.topo import check_host_mtu
+    from lab.traffic.spray import SprayConfig, packet_for_mtu
 
     started = time.monotonic()
 
@@ -370,11 +386,16 @@ def _collectives(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, terminated)
     with tempfile.TemporaryDirectory(prefix="srv6lab-collectives-") as tmp:
         try:
-            topo = load(str(coll.scaled_topology(source, args.link_mbps, Path(tmp) / source.name)))
+            check_host_mtu(args.mtu)
+            scale = args.mtu / BASE_MTU
+            link_mbps = args.link_mbps or BASE_LINK_MBPS * scale
+            size = args.size or round(BASE_SIZE * scale)
+            spray_cfg = SprayConfig(window=args.window, packet=packet_for_mtu(args.mtu))
+            topo = load(str(coll.scaled_topology(source, link_mbps, Path(tmp) / source.name)))
             hosts = tuple(args.hosts) if args.hosts else coll.gpu_hosts(topo, 8)
             for h in hosts:
                 topo.host(h)
-            coll.check_size(args.size, len(hosts))
+            coll.check_size(size, len(hosts), spray_cfg.payload)
             place = parse_place(topo, args.fail) if args.fail else None
             if place is not None and len(place) != 2:
                 raise LabError(f"--fail {args.fail}: give a link X-Y")
@@ -387,23 +408,27 @@ def _collectives(args: argparse.Namespace) -> int:
             pattern=args.pattern,
             modes=tuple(dict.fromkeys(args.mode or coll.MODES)),
             hosts=hosts,
-            size=args.size,
+            size=size,
             iterations=args.iterations,
             fail=(place[0], place[1]) if place else None,
             kind=args.kind,
             failed_s=args.failed_for,
             spray_k=args.spray_k,
-            spray=SprayConfig(window=args.window),
+            spray=spray_cfg,
             pace=not args.unpaced,
+            mtu=args.mtu,
         )
         print(
-            f"srv6lab bench collectives: {topo.summary()}, links at {args.link_mbps:g} Mbit/s, "
+            f"srv6lab bench collectives: {topo.summary()}, links at {link_mbps:g} Mbit/s, "
+            f"host MTU {args.mtu}, {size} bytes per rank, "
             f"{args.pattern} among {', '.join(hosts)}, modes {', '.join(cfg.modes)}"
             + (f", {args.kind} failure of {args.fail}" if args.fail else ""),
             flush=True,
         )
         try:
-            with running_lab(topo, "kernel", on_step=step, controller=ControllerOptions()) as lab:
+            with running_lab(
+                topo, "kernel", on_step=step, controller=ControllerOptions(), host_mtu=args.mtu
+            ) as lab:
                 step("lab and controller ready")
                 report = coll.run_bench(topo, lab, cfg, Path(tmp), step)
                 step("stopping the lab")

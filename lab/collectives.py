@@ -43,11 +43,10 @@ from lab.errors import LabError
 from lab.faults import Fault, LabView, fail, restore
 from lab.session import RunningLab
 from lab.shell import close_pipes, stop_processes
-from lab.traffic.collective_run import PACE_HEADROOM, FlowSpec, RunSpec
+from lab.traffic.collective_run import PACE_HEADROOM, FlowSpec, RunSpec, tcp_mss
 from lab.traffic.spray import (
     ACK_TABLE,
     CS6,
-    PAYLOAD,
     TABLE,
     HostRoute,
     SprayConfig,
@@ -78,6 +77,9 @@ class BenchConfig:
     pace: bool = True
     """Pace the senders to their NICs (lab.traffic.collective_run.TcpPacer for TCP, the
     spray engine's NIC token buckets)."""
+    mtu: int = 1500
+    """The hosts' MTU (the lab's host links; TCP's MSS clamp follows it; spray's packet
+    size is ``spray.packet``, which the caller sizes from it)."""
 
 
 def scaled_topology(source: Path, mbps: float, out: Path) -> Path:
@@ -232,19 +234,26 @@ def delete_intent(address: str, intent_id: str) -> None:
     call(stub(address).DeleteIntent, pb.DeleteIntentRequest(id=intent_id), address)
 
 
-def get_paths(address: str, src: str, dst: str, k: int) -> list[tuple[list[str], str]]:
-    """Up to ``k`` edge-disjoint paths from the controller (GetPaths): (nodes, first SID)."""
+def get_paths(
+    address: str, src: str, dst: str, k: int, spread: int = 0
+) -> list[tuple[list[str], str]]:
+    """Up to ``k`` edge-disjoint paths from the controller (GetPaths, with ``spread`` as
+    its salt among equal-cost sets): (nodes, first SID)."""
     from controller.client import ApiError, call, stub
     from controller.northbound import srv6lab_pb2 as pb
 
     api = stub(address)
     try:
-        resp = call(api.GetPaths, pb.GetPathsRequest(src=src, dst=dst, k=k), address)
+        resp = call(api.GetPaths, pb.GetPathsRequest(src=src, dst=dst, k=k, spread=spread), address)
     except ApiError as exc:
         available = _available(str(exc))
         if available is None or available < 1:
             raise
-        resp = call(api.GetPaths, pb.GetPathsRequest(src=src, dst=dst, k=available), address)
+        resp = call(
+            api.GetPaths,
+            pb.GetPathsRequest(src=src, dst=dst, k=available, spread=spread),
+            address,
+        )
     out = []
     for p in resp.paths:
         if len(p.sids) != 1:
@@ -269,15 +278,21 @@ def spray_flows(
 ) -> tuple[tuple[FlowSpec, ...], dict[str, list[HostRoute]]]:
     """Each flow's paths from GetPaths, their reverses (GetPaths the other way, matched by
     nodes; compiled here when the controller's reverse set differs), and the host routes
-    spraying needs, per host."""
+    spraying needs, per host.
+
+    Every GetPaths asks with the destination's index among the hosts as its salt
+    (:func:`controller.paths.spread_salt`, D-mod-k), the reverse queries too: without it
+    every pair's disjoint paths crossed the same equal-cost links (on fat-tree-4 cores 1
+    and 3, while 2 and 4 idled). ``analyze ecmp`` predicts spray with the same salt."""
     from controller.compiler import segment_list
+    from controller.paths import spread_salt
 
     rank = {h: i for i, h in enumerate(hosts)}
     cache: dict[tuple[str, str], list[tuple[list[str], str]]] = {}
 
     def paths(a: str, b: str) -> list[tuple[list[str], str]]:
         if (a, b) not in cache:
-            cache[(a, b)] = get_paths(address, a, b, k)
+            cache[(a, b)] = get_paths(address, a, b, k, spread_salt(hosts, b))
         return cache[(a, b)]
 
     routes: dict[str, list[HostRoute]] = {h: [] for h in hosts}
@@ -452,7 +467,7 @@ def run_mode(
         spec = RunSpec(transport, TRAFFIC_PATTERN[cfg.pattern], hosts, netns, specs, cfg.size,
                        cfg.iterations, cfg.spray,
                        nic_rates(topo, hosts) if cfg.pace else (),
-                       cfg.pace_headroom, cfg.ack_tclass)  # fmt: skip
+                       cfg.pace_headroom, cfg.ack_tclass, cfg.mtu)  # fmt: skip
         before = port_bytes(topo, view)
         tcp_before = tcp_counters(view, hosts)
         load_before = os.getloadavg()
@@ -632,8 +647,10 @@ def run_bench(
         "iterations": cfg.iterations,
         "ideal_cct_ms": ideal,
         "ideal": "host cut: the payload bytes the busiest host sends (or receives) over the "
-        "sum of its NICs' rates; headers (TCP/IPv6 ~4 %, spray's outer IPv6 + header ~8 %) "
-        "count against the modes",
+        "sum of its NICs' rates; headers count against the modes (wire bytes per payload "
+        "byte on a host link in `header_overhead`)",
+        "host_mtu": cfg.mtu,
+        "header_overhead": header_overhead(cfg),
         "cct_ms": {k: v["cct_ms"] for k, v in modes.items()},
         "cct_ratio_to_ideal": {k: v["cct_ratio_to_ideal"] for k, v in modes.items()},
         "max_link_utilization": {k: v["max_link_utilization"] for k, v in modes.items()},
@@ -664,7 +681,8 @@ def run_bench(
             "ack_delay_ms": cfg.spray.ack_delay_ms,
             "probe_interval_ms": cfg.spray.probe_interval_ms,
             "readmit_after": cfg.spray.readmit_after,
-            "payload_bytes": PAYLOAD,
+            "packet_bytes": cfg.spray.packet,
+            "payload_bytes": cfg.spray.payload,
         },
         "cpu": {"cores": os.cpu_count(), "load_average_end": list(os.getloadavg())},
         "modes": modes,
@@ -774,8 +792,24 @@ def gpu_hosts(topo: Topology, count: int) -> tuple[str, ...]:
     return hosts
 
 
-def check_size(size: int, n: int) -> None:
-    if size < n * PAYLOAD:
-        raise LabError(f"--size {size}: at least {n * PAYLOAD} bytes ({n} ranks x {PAYLOAD})")
+def header_overhead(cfg: BenchConfig) -> dict[str, float]:
+    """Wire bytes per payload byte of a full-size data packet on a host link: what the
+    payload-only ideal leaves out (acks and, for pinned, the headend's encapsulation on
+    the fabric links come on top)."""
+    from lab.traffic.collective_run import WIRE_OVERHEAD
+    from lab.traffic.spray import HEADER
+
+    tcp_data = tcp_mss(cfg.mtu) - 12  # timestamps
+    return {
+        "tcp": round((tcp_data + WIRE_OVERHEAD) / tcp_data, 4),
+        "spray": round(cfg.spray.data_wire / cfg.spray.payload, 4),
+        "spray_header_bytes": HEADER.size,
+    }
+
+
+def check_size(size: int, n: int, payload: int) -> None:
+    """``payload``: spray's data bytes per packet (every rank's share needs one)."""
+    if size < n * payload:
+        raise LabError(f"--size {size}: at least {n * payload} bytes ({n} ranks x {payload})")
     if not math.isfinite(size):
         raise LabError("--size must be finite")

@@ -26,7 +26,7 @@ from lab.errors import LabError
 from lab.nodes import LabHost, switch_class
 from lab.shell import run_commands, stop_processes
 from lab.state import InterfaceInfo, NodeInfo
-from lab.topo import LabTopo
+from lab.topo import HOST_MTU, LabTopo
 
 StepCallback = Callable[[str], None]
 """Called with a short text as each phase of starting begins ("creating 48 links")."""
@@ -43,18 +43,22 @@ class LabNetwork:
     """
 
     def __init__(
-        self, topology: Topology, switch_kind: str = "kernel", run_dir: Path | None = None
+        self,
+        topology: Topology,
+        switch_kind: str = "kernel",
+        run_dir: Path | None = None,
+        host_mtu: int = HOST_MTU,
     ) -> None:
         """``run_dir``: where switchd's sockets, logs and state go, and ``switches.json``
         (see lab/switchd_nodes.py); None starts no switchd (the switches stay bare kernel
-        routers)."""
+        routers). ``host_mtu``: the MTU of the host links (lab/topo.py)."""
         self.topology = topology
         self.run_dir = run_dir
         self.switchd: list[subprocess.Popen[bytes]] = []
         self.endpoints: list[Any] = []
         self.switch_kind = switch_kind
         self.switch_cls = switch_class(switch_kind)
-        self.mn_topo = LabTopo(topology, switch=switch_kind)
+        self.mn_topo = LabTopo(topology, switch=switch_kind, host_mtu=host_mtu)
         self.netns_prefix = namespaces.prefix()
         self.net: Any = None
         self._named: list[str] = []

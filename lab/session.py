@@ -32,6 +32,7 @@ from lab.nodes import switch_class
 from lab.runtime import LabLock, RunDir
 from lab.state import LabState, LinkInfo, remove_state, write_state
 from lab.sweep import SweepReport, live_owner, sweep
+from lab.topo import HOST_MTU, check_host_mtu
 
 STOP_TIMEOUT = 20.0
 
@@ -81,13 +82,16 @@ def running_lab(
     on_sweep: Callable[[SweepReport], None] | None = None,
     log: Path | None = None,
     controller: ControllerOptions | None = None,
+    host_mtu: int = HOST_MTU,
 ) -> Iterator[RunningLab]:
     """Bring ``topology`` up as the one lab of the run directory; stop it on exit, also
     when the body raises. Raises :class:`LabBusy` if a lab runs already. With
     ``controller``, the controller runs too (started last, stopped first) and the lab is
-    ready when it has programmed every switch."""
+    ready when it has programmed every switch. ``host_mtu``: the host links' MTU
+    (lab/topo.py; the fabric's is above it)."""
     run = run or RunDir.from_env()
     switch_class(switch_kind)
+    check_host_mtu(host_mtu)
     lock = LabLock(run)
     lock.acquire()
     try:
@@ -99,7 +103,7 @@ def running_lab(
         state = new_state(topology, switch_kind, log)
         state.swept = leftovers.lines()
         write_state(run.state_path, state)
-        network = LabNetwork(topology, switch_kind, run_dir=run.path)
+        network = LabNetwork(topology, switch_kind, run_dir=run.path, host_mtu=host_mtu)
 
         def step(text: str) -> None:
             state.add_step(text)

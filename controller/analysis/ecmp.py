@@ -14,7 +14,10 @@ the load of every link direction is compared with the topology's capacity bound:
   flow-to-path map is shown as an example of what a lab may draw, never as its truth: the
   switches' counters are the truth (:func:`compare_measured`).
 - ``pinned``: the controller's placement (:func:`controller.paths.place_collective`).
-- ``spray``: every flow split evenly over its edge-disjoint paths (MRC-style spraying).
+- ``spray``: every flow split evenly over its edge-disjoint paths (MRC-style spraying),
+  the paths the spray benchmark asks GetPaths for: salted with the destination's index
+  (:func:`controller.paths.spread_salt`, D-mod-k), so that the pairs toward different
+  destinations use different equal-cost links (a fat tree's cores).
 
 Hosts send from their first NIC to the destination's first NIC in ``ecmp`` mode (plain
 routing to a host's primary address); the other modes may use every NIC.
@@ -43,6 +46,7 @@ from controller.paths import (
     collective_flows,
     max_disjoint_paths,
     place_collective,
+    spread_salt,
 )
 from controller.paths.shortest import next_hop_table
 from controller.topology import Topology
@@ -320,7 +324,10 @@ def analyze_ecmp(
             path_loads({f: (p,) for f, p in placed.paths.items()}),
             {f: (p,) for f, p in placed.paths.items()},
         )
-        sprayed = {f: tuple(max_disjoint_paths(full, f.src, f.dst)) for f in flows}
+        sprayed = {
+            f: tuple(max_disjoint_paths(full, f.src, f.dst, salt=spread_salt(hosts, f.dst)))
+            for f in flows
+        }
         spray = mode("spray", path_loads(sprayed), sprayed)
     notes = [
         "the kernel's multipath hash has a random seed per switch namespace: the lab's exact "

@@ -229,7 +229,14 @@ class ControllerApi(pb_grpc.ControllerServicer):
         if not 1 <= k <= 64:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "k: must be from 1 to 64")
         try:
-            found = disjoint_paths(s.live, request.src, request.dst, k, mode=mode)  # type: ignore[arg-type]
+            found = disjoint_paths(
+                s.live,
+                request.src,
+                request.dst,
+                k,
+                mode=mode,  # type: ignore[arg-type]
+                salt=request.spread,
+            )
         except NoPathError as exc:
             await context.abort(grpc.StatusCode.FAILED_PRECONDITION, str(exc))
         out = []

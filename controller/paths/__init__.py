@@ -29,6 +29,7 @@ from controller.paths.placement import (
     place_collective,
     place_flows,
     placement_of,
+    spread_salt,
 )
 from controller.paths.shortest import (
     count_equal_cost_paths,
@@ -63,4 +64,5 @@ __all__ = [
     "place_flows",
     "placement_of",
     "shortest_path",
+    "spread_salt",
 ]

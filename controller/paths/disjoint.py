@@ -36,6 +36,22 @@ NIC then has at most one edge-disjoint path). Hosts are never transit nodes.
 
 Results are deterministic: nodes are numbered in name order and every search scans them in
 that order; paths come back shortest first, then by node names.
+
+Spreading (``salt``): the depth-first search takes the first admissible arc with capacity
+left, so with ``salt=0`` ties among equal-cost next hops always go to the smallest node
+name (on a fat tree every pair's paths cross the same cores). A ``salt`` rotates where
+each node's scan starts: among the node's admissible arcs that have capacity left, it
+begins at index ``salt mod count``. Only those with capacity count: the admissible lists
+also hold residual arcs back toward where the flow came from, with capacity 0 until flow
+crosses them, and counting them tied the choice to how many of those a node has (on
+fat-tree-4 an aggregation switch has 2 cores and 2 such arcs: salts 0 and 3 took core1,
+1 and 2 core2, where D-mod-k wants the salt's parity). Which
+admissible path is found changes, its cost does not: every admissible path (reduced cost
+0) is a shortest augmenting path, so the result still has the minimum total cost; only
+the choice among equal-cost sets changes. Callers that give each destination its own
+salt (D-mod-k routing on a fat tree) spread the pairs toward different destinations over
+different equal-cost links. The cached admissible lists are never reordered; ``salt=0``
+scans exactly as before.
 """
 
 from __future__ import annotations
@@ -43,7 +59,7 @@ from __future__ import annotations
 import heapq
 from array import array
 from collections import OrderedDict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -63,17 +79,21 @@ def disjoint_paths(
     mode: Mode = "edge",
     down: Iterable[LinkRef] = (),
     share_access: bool = True,
+    salt: int = 0,
 ) -> list[Path]:
     """``k`` edge- (``mode="edge"``) or node-disjoint (``mode="node"``) paths from ``src``
     to ``dst`` whose total cost is the minimum over all such sets, shortest first.
 
-    Raises :class:`NoPathError` (with ``available`` set) when fewer than ``k`` exist. See
-    the module documentation for how host endpoints are treated.
+    ``salt`` picks among equal-cost sets (a different salt may give different paths of
+    the same total cost; 0: ties go to the smallest node names). Raises
+    :class:`NoPathError` (with ``available`` set) when fewer than ``k`` exist. See the
+    module documentation for how host endpoints are treated and what the salt rotates.
     """
     if isinstance(k, bool) or not isinstance(k, int) or k < 1:
         raise ValueError(f"k must be a positive integer, got {k!r}")
+    _check_salt(salt)
     live = LiveGraph.of(graph, down)
-    paths, available = _network(live, mode).solve(live, src, dst, k, share_access)
+    paths, available = _network(live, mode).solve(live, src, dst, k, share_access, salt=salt)
     if available < k:
         raise NoPathError(src, dst, requested=k, available=available, what=f"{mode}-disjoint path")
     return paths
@@ -87,11 +107,14 @@ def max_disjoint_paths(
     mode: Mode = "edge",
     down: Iterable[LinkRef] = (),
     share_access: bool = True,
+    salt: int = 0,
 ) -> list[Path]:
     """As many disjoint paths as exist (the maximum number), with the minimum total cost
-    for that number, shortest first. Empty if ``src`` and ``dst`` are not connected."""
+    for that number, shortest first. Empty if ``src`` and ``dst`` are not connected.
+    ``salt``: as for :func:`disjoint_paths`."""
+    _check_salt(salt)
     live = LiveGraph.of(graph, down)
-    paths, _ = _network(live, mode).solve(live, src, dst, None, share_access)
+    paths, _ = _network(live, mode).solve(live, src, dst, None, share_access, salt=salt)
     return paths
 
 
@@ -106,6 +129,11 @@ def count_disjoint_paths(
 ) -> int:
     """How many disjoint paths exist from ``src`` to ``dst``."""
     return len(max_disjoint_paths(graph, src, dst, mode=mode, down=down, share_access=share_access))
+
+
+def _check_salt(salt: int) -> None:
+    if isinstance(salt, bool) or not isinstance(salt, int) or salt < 0:
+        raise ValueError(f"salt must be a non-negative integer, got {salt!r}")
 
 
 def _network(live: LiveGraph, mode: Mode) -> _Network:
@@ -214,7 +242,14 @@ class _Network:
     # -- one query -------------------------------------------------------------------------
 
     def solve(
-        self, live: LiveGraph, src: str, dst: str, k: int | None, share_access: bool
+        self,
+        live: LiveGraph,
+        src: str,
+        dst: str,
+        k: int | None,
+        share_access: bool,
+        *,
+        salt: int = 0,
     ) -> tuple[list[Path], int]:
         """Up to ``k`` (None: as many as exist) min-cost disjoint paths, and how many exist
         (exact when fewer than ``k``; otherwise ``k``)."""
@@ -271,7 +306,7 @@ class _Network:
             try:
                 for a, c in opened.items():
                     cap[a] = c
-                self._augment(source, sink, min(need, limit), state, flows)
+                self._augment(source, sink, min(need, limit), state, flows, salt=salt)
             finally:
                 for a in opened:
                     cap[a] = cap0[a]
@@ -341,10 +376,12 @@ class _Network:
         need: int,
         state: _Target,
         done: list[tuple[float, list[int]]],
+        *,
+        salt: int = 0,
     ) -> None:
         """Successive shortest augmenting paths: up to ``need`` of them, each appended to
         ``done`` as (its cost, its arcs) as soon as it is applied. Their costs never
-        decrease."""
+        decrease. ``salt`` rotates the depth-first scans (see the module's docstring)."""
         head, cost, out, tol, cap = self.head, self.cost, self.out, self.tol, self.cap
         potential = state.potential
         admissible = state.admissible
@@ -359,7 +396,7 @@ class _Network:
             return arcs
 
         while len(done) < need:
-            path = _admissible_path(source, sink, arcs_of, cap, head)
+            path = _admissible_path(source, sink, arcs_of, cap, head, salt=salt)
             if path is None:
                 found = _dijkstra(self, cap, potential, source, sink)
                 if found is None:
@@ -462,11 +499,23 @@ def _admissible_path(
     arcs_of: Callable[[int], list[int]],
     cap: list[int],
     head: list[int],
+    *,
+    salt: int = 0,
 ) -> list[int] | None:
-    """A path of admissible arcs with capacity left, by depth-first search in arc order."""
+    """A path of admissible arcs with capacity left, by depth-first search in arc order
+    (with a ``salt``, each node's scan starts at index ``salt mod count`` of its arcs that
+    have capacity left; the capacities do not change during one search)."""
+
+    def scan(arcs: list[int]) -> Iterator[int]:
+        if not salt:
+            return iter(arcs)
+        open_ = [a for a in arcs if cap[a] > 0]
+        r = salt % len(open_) if open_ else 0
+        return iter(open_[r:] + open_[:r])
+
     seen = {source}
     path: list[int] = []
-    stack = [iter(arcs_of(source))]
+    stack = [scan(arcs_of(source))]
     while stack:
         for a in stack[-1]:
             if cap[a] > 0:
@@ -476,7 +525,7 @@ def _admissible_path(
                     path.append(a)
                     if v == sink:
                         return path
-                    stack.append(iter(arcs_of(v)))
+                    stack.append(scan(arcs_of(v)))
                     break
         else:
             stack.pop()

@@ -96,6 +96,17 @@ def collective_flows(hosts: Sequence[str], pattern: Pattern) -> list[Flow]:
     return [Flow(a, b) for a in hosts for b in hosts if a != b]
 
 
+def spread_salt(hosts: Sequence[str], dst: str) -> int:
+    """The salt (``disjoint_paths(..., salt=)``, GetPaths' ``spread``) for a collective's
+    flows toward ``dst``: its index among the hosts. D-mod-k routing, the classic balanced
+    fat-tree routing: the flows toward different destinations start their equal-cost scans
+    at different next hops, so consecutive destinations take different cores."""
+    try:
+        return list(hosts).index(dst)
+    except ValueError:
+        raise ValueError(f"{dst!r} is not one of the collective's hosts") from None
+
+
 def candidate_paths(
     graph: GraphLike,
     flow: Flow,

@@ -40,7 +40,6 @@ from lab.traffic.spray import (
     CS6,
     DEFAULT_PORT,
     MARK,
-    PAYLOAD,
     SprayConfig,
     SprayEngine,
     SprayFlow,
@@ -49,7 +48,19 @@ from lab.traffic.spray import (
 )
 
 TCP_PORT = 47200
-TCP_MSS = 1380
+MSS_ROOM = 40 + 20 + 60
+"""What the MSS clamp leaves of the host MTU: IPv6 and TCP headers, and 60 bytes for a
+headend's SRv6 encapsulation (the 1500-byte runs' clamp of 1380; with the lab's 9216-byte
+fabric the encapsulation fits anyway, and the room only costs a few more segments, not
+header bytes per payload byte). The MSS excludes options: a segment carries MSS - 12
+bytes of data with timestamps (1368 at 1500, 8868 at 9000)."""
+
+
+def tcp_mss(mtu: int) -> int:
+    """The ``TCP_MAXSEG`` clamp for hosts with this MTU."""
+    return mtu - MSS_ROOM
+
+
 SO_MAX_PACING_RATE = 47
 PACE_HEADROOM = 1.25
 """Connections are paced this much above their fair share: the NIC (the host link's htb)
@@ -94,6 +105,9 @@ class RunSpec:
     """TCP: connections are paced this much above their fair share (see PACE_HEADROOM)."""
     ack_tclass: int = CS6
     """TCP: traffic class of the receiving side (it sends only acks; 0: unmarked)."""
+    mtu: int = 1500
+    """The hosts' MTU: TCP's MSS clamp follows it (:func:`tcp_mss`); spray's packet size
+    is in ``spray``."""
 
     def nic_rates(self) -> dict[tuple[int, str], float]:
         return {(rank, addr): mbps for rank, addr, mbps in self.nic_mbps}
@@ -136,6 +150,7 @@ class RunSpec:
             tuple((int(r), str(a), float(m)) for r, a, m in raw.get("nic_mbps", ())),
             float(raw.get("pace_headroom", PACE_HEADROOM)),
             int(raw.get("ack_tclass", CS6)),
+            int(raw.get("mtu", 1500)),
         )
 
 
@@ -186,9 +201,10 @@ def run_tcp(spec: RunSpec, stop: threading.Event) -> dict[str, Any]:
                 tx = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
             tx.bind((f.src_addr, 0))
             # Full-size segments plus a headend's 40-byte SRv6 encapsulation fit the lab's
-            # jumbo fabric links (lab/topo.py FABRIC_MTU) but not a 1500-byte fabric: the
-            # clamp keeps the figures comparable with runs made before the jumbo fabric.
-            tx.setsockopt(socket.IPPROTO_TCP, socket.TCP_MAXSEG, TCP_MSS)
+            # jumbo fabric links (lab/topo.py FABRIC_MTU) but not a fabric at the hosts'
+            # MTU: the clamp (see MSS_ROOM) keeps the 1500-byte figures comparable with
+            # runs made before the jumbo fabric.
+            tx.setsockopt(socket.IPPROTO_TCP, socket.TCP_MAXSEG, tcp_mss(spec.mtu))
             tx.settimeout(5.0)
             try:
                 tx.connect((f.dst_addr, TCP_PORT))
@@ -283,7 +299,7 @@ def run_spray(spec: RunSpec, stop: threading.Event) -> dict[str, Any]:
         for rank in range(n):
             recv[rank] = open_socket(spec.netns[rank], "::", None, DEFAULT_PORT)
         engine = SprayEngine(flows, send, recv, config=spec.spray, nic_mbps=spec.nic_rates())
-        chunk_pkts = max(1, math.ceil(spec.size / n / PAYLOAD))
+        chunk_pkts = max(1, math.ceil(spec.size / n / spec.spray.payload))
         steps = 2 * (n - 1) if spec.pattern == "all-reduce" else 1
         per_iter = steps * chunk_pkts
         by_src = {f.src: f.flow_id for f in flows}
@@ -331,7 +347,7 @@ def run_spray(spec: RunSpec, stop: threading.Event) -> dict[str, Any]:
             "started_ns": started,
             "iterations": [_iteration_json(i) for i in results],
             "spray": engine.stats(),
-            "packet_payload_bytes": PAYLOAD,
+            "packet_payload_bytes": spec.spray.payload,
             "packets_per_flow_step": chunk_pkts,
         }
     finally:

@@ -53,8 +53,18 @@ number of entries in ``path`` and one :data:`ACK_ENTRY` per path with news after
 ACK_ENTRY = struct.Struct("!BxxxIIq")
 """path, packets NACKed on it so far, highest path seq arrived, its send time (ns)."""
 DATA, ACK, PROBE, PROBE_ACK, NACK = 1, 2, 3, 4, 5
-PACKET = 1400
-"""UDP payload bytes of a data packet: 1400 + 8 + 40 (inner) + 40 (outer) fits 1500."""
+SEG6_HEADROOM = 40 + 8 + 16
+"""What the kernel reserves on a host's ``encap seg6 mode encap.red`` route with one
+segment: the outer IPv6 header and an SRH of one segment, although encap.red with one
+segment writes no SRH (``seg6_lwt_headroom``). The route's MTU is the NIC's less this
+(``ping -M do`` says so: 8936 on a 9000-byte NIC)."""
+PACKET_ROOM = 8 + 40 + SEG6_HEADROOM
+"""What a data packet's UDP payload leaves of the host MTU: UDP, the inner IPv6 header and
+the encapsulation headroom. A larger datagram leaves the host as two packets: the
+1,400-byte datagrams of the first 1500-byte runs did (one datagram: 2 packets on the
+NIC and at the receiver, measured; 1,388 bytes: 1)."""
+PACKET = 1500 - PACKET_ROOM
+"""UDP payload bytes of a data packet on 1500-byte host links (1388)."""
 PAYLOAD = PACKET - HEADER.size
 TABLE = 5370
 MARK = 0x5370
@@ -72,7 +82,19 @@ WIRE_EXTRA = 8 + 40 + 40 + 14
 """Bytes a datagram adds on a host link: UDP, inner IPv6, outer IPv6 (encap.red of one
 uSID container: no SRH), Ethernet."""
 DATA_WIRE = PACKET + WIRE_EXTRA
-_FILL = bytes(PAYLOAD)
+"""Wire bytes of a data packet on 1500-byte host links (:meth:`SprayConfig.data_wire`
+for others)."""
+
+
+def packet_for_mtu(mtu: int) -> int:
+    """UDP payload bytes of the largest data packet that leaves a host with this MTU as
+    one packet once encapsulated (8888 at 9000)."""
+    packet = mtu - PACKET_ROOM
+    if packet < HEADER.size + 1:
+        raise ValueError(f"host MTU {mtu} leaves no room for a spray data packet")
+    return packet
+
+
 STALL_NS = 20_000_000
 """A gap this long between two turns of the sender's loop (1 ms apart when it runs) means
 the process was not scheduled (a loaded machine): the timers skip that turn."""
@@ -146,11 +168,17 @@ class NicPacer:
     last_ns: int = 0
 
     @classmethod
-    def at(cls, mbps: float, burst_packets: int = 8, headroom: float = 1.02) -> NicPacer:
-        """A little above the NIC's rate, with a burst of a few packets, so that the
-        NIC's own queue (not this process's timing on a loaded machine) sets the pace
-        while it stays short."""
-        burst = float(burst_packets * DATA_WIRE)
+    def at(
+        cls,
+        mbps: float,
+        burst_packets: int = 8,
+        headroom: float = 1.02,
+        packet_wire: int = DATA_WIRE,
+    ) -> NicPacer:
+        """A little above the NIC's rate, with a burst of a few packets (of
+        ``packet_wire`` bytes on the wire), so that the NIC's own queue (not this
+        process's timing on a loaded machine) sets the pace while it stays short."""
+        burst = float(burst_packets * packet_wire)
         return cls(mbps * headroom * 1e6 / 8 / 1e9, burst, burst)
 
     def refill(self, now: int) -> None:
@@ -248,6 +276,21 @@ class SprayConfig:
     """Unanswered probes back off (doubling) up to this interval."""
     probe_timeout_ms: float = 100.0
     readmit_after: int = 3
+    packet: int = PACKET
+    """UDP payload bytes of a data packet (:func:`packet_for_mtu`: what fits the hosts'
+    MTU once encapsulated). The windows and timers above are in packets and
+    milliseconds: a lab that scales its link rate with the packet size (same packets per
+    second) keeps the same dynamics."""
+
+    @property
+    def payload(self) -> int:
+        """Collective bytes a data packet carries (the packet less the spray header)."""
+        return self.packet - HEADER.size
+
+    @property
+    def data_wire(self) -> int:
+        """Wire bytes of a data packet on a host link."""
+        return self.packet + WIRE_EXTRA
 
 
 Event = dict[str, Any]
@@ -275,8 +318,13 @@ class SprayEngine:
         self.flows = {f.flow_id: f for f in flows}
         self.senders: dict[int, Sender] = {}
         self.receivers: dict[int, Receiver] = {}
+        if config.packet < HEADER.size + 1:
+            raise ValueError(f"spray packet of {config.packet} bytes: at least {HEADER.size + 1}")
+        self._data_wire = config.data_wire
+        self._fill = bytes(config.payload)
         self.pacers: dict[tuple[int, str], NicPacer] = {
-            key: NicPacer.at(mbps) for key, mbps in (nic_mbps or {}).items()
+            key: NicPacer.at(mbps, packet_wire=self._data_wire)
+            for key, mbps in (nic_mbps or {}).items()
         }
         self._pacer_of: dict[socket.socket, NicPacer] = {
             sock: self.pacers[(rank, addr)]
@@ -365,7 +413,7 @@ class SprayEngine:
             if not st.healthy or st.in_flight >= window:
                 continue
             pacer = s.pacers[i]
-            if pacer is not None and pacer.tokens < DATA_WIRE:
+            if pacer is not None and pacer.tokens < self._data_wire:
                 continue
             seq = -1
             while s.resend:
@@ -382,7 +430,7 @@ class SprayEngine:
                     s.acked.extend(bytes(max(1024, seq + 1 - len(s.acked))))
             pseq = st.next_pseq
             head = HEADER.pack(MAGIC, DATA, i, s.flow.flow_id, 0, seq, pseq, now)
-            if not self._send(s.socks[i], head + _FILL, s.flow.paths[i].dst_addr):
+            if not self._send(s.socks[i], head + self._fill, s.flow.paths[i].dst_addr):
                 if resent:
                     s.resend.appendleft(seq)
                 return False  # the socket is full: try again next turn
@@ -402,6 +450,7 @@ class SprayEngine:
     # receiving ------------------------------------------------------------------------
 
     def poll(self, timeout: float) -> None:
+        data_len = min(self.cfg.packet, len(self._buf))
         for key, _ in self.sel.select(timeout):
             sock = key.fileobj
             assert isinstance(sock, socket.socket)
@@ -412,8 +461,10 @@ class SprayEngine:
                 except BlockingIOError:
                     break
                 if n >= HEADER.size:
+                    # data packets (truncated to the buffer) need their header only;
+                    # acks and the rest are shorter and need their entries
                     self._packet(
-                        bytes(self._buf[:n]) if n < PACKET else self._buf[: HEADER.size], now
+                        bytes(self._buf[:n]) if n < data_len else self._buf[: HEADER.size], now
                     )
 
     def _packet(self, data: bytes | bytearray, now: int) -> None:

@@ -23,6 +23,7 @@ from switchd.kernel.render import (
     NFT_SETUP,
     RULES,
     SID_DEV,
+    SID_DEV_MTU,
     SID_DEV_PEER,
     TABLE_HEADEND,
     TABLE_MAIN,
@@ -235,8 +236,8 @@ class KernelDataplane:
                     f"link set dev {SID_DEV} addrgenmode none",
                     # encapsulation adds 40+ bytes: a full-size host packet must still pass
                     # the forwarding MTU check of the encap nexthops on this device
-                    f"link set dev {SID_DEV} mtu 9000",
-                    f"link set dev {SID_DEV_PEER} mtu 9000",
+                    f"link set dev {SID_DEV} mtu {SID_DEV_MTU}",
+                    f"link set dev {SID_DEV_PEER} mtu {SID_DEV_MTU}",
                     f"link set dev {SID_DEV_PEER} addrgenmode none",
                     f"link set dev {SID_DEV} up",
                     f"link set dev {SID_DEV_PEER} up",

@@ -57,6 +57,11 @@ creates. Not lo: the kernel turns a forwarding route on lo into a reject route, 
 seg6local route on lo never sees transit packets. Not a real port: its routes would go
 when the port goes down. (No dummy device: that kernel module is not loadable here.)"""
 SID_DEV_PEER = "srv6sid1"
+SID_DEV_MTU = 9216
+"""The MTU of :data:`SID_DEV`. A packet routed to an encap nexthop on it must pass the
+forwarding MTU check against this MTU less the encapsulation (40 bytes, plus an SRH): at
+9216 (a fabric switch's usual jumbo MTU, as the lab's fabric links) a 9000-byte host
+packet still fits with an SRH of up to 10 SIDs."""
 USID_FLAVOR = "flavors next-csid lblen 32 nflen 16"  # F3216: 32-bit block, 16-bit uSIDs
 
 RKey = tuple[Any, ...]

@@ -230,6 +230,16 @@ def test_api_installs_checks_and_deletes_intents(tmp_path: Path) -> None:
 
             paths = await stub.GetPaths(pb.GetPathsRequest(src="h1", dst="h16", k=2))
             assert len(paths.paths) == 2 and all(p.sids for p in paths.paths)
+            cores = [[n for n in p.nodes if n.startswith("core")] for p in paths.paths]
+            assert cores == [["core1"], ["core3"]]
+            # spread (the salt): an odd one starts every equal-cost scan at the second
+            # next hop, so the same pair crosses the other two cores at the same cost
+            spread = await stub.GetPaths(pb.GetPathsRequest(src="h1", dst="h16", k=2, spread=5))
+            cores = [[n for n in p.nodes if n.startswith("core")] for p in spread.paths]
+            assert cores == [["core2"], ["core4"]] and all(p.sids for p in spread.paths)
+            assert [p.cost for p in spread.paths] == [p.cost for p in paths.paths]
+            zero = await stub.GetPaths(pb.GetPathsRequest(src="h1", dst="h16", k=2, spread=0))
+            assert list(zero.paths) == list(paths.paths)
             topo = await stub.GetTopology(pb.GetTopologyRequest())
             assert topo.name == "fat-tree-4" and all(s.role == "primary" for s in topo.switches)
             diff = await stub.Diff(pb.DiffRequest())

@@ -147,3 +147,15 @@ def test_report_and_heat_map(small: Topology, tmp_path: Path) -> None:
     out = tmp_path / "heat.png"
     write_png(a, out)
     assert out.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_spray_uses_every_core_of_the_fat_tree() -> None:
+    """The spray prediction salts GetPaths' search with the destination's index, as the
+    benchmark does: the 8 hosts of two pods load the 4 cores' 16 link directions evenly
+    (4 flows' halves each); unsalted, cores 1 and 3 carried everything (ratio 8/7)."""
+    topo = load(str(ROOT / "topologies" / "fat-tree-4.yaml"))
+    hosts = [f"h{i}" for i in range(1, 9)]
+    a = analyze_ecmp(topo, hosts, "all-to-all", seeds=1)
+    assert a.spray is not None and a.spray.ratio_to_ideal == pytest.approx(1.0)
+    core = {d: v for d, v in a.spray.loads.items() if "core" in d[0] or "core" in d[1]}
+    assert len(core) == 16 and sorted(core.values()) == pytest.approx([4.0] * 16)

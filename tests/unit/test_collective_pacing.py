@@ -10,8 +10,15 @@ import pytest
 from controller.topology import load
 from lab.collectives import TCP_COUNTERS, link_bound_ratio, parse_proc_counters, scaled_topology
 from lab.traffic.collective import max_min_rates, ring_allowed
-from lab.traffic.collective_run import WIRE_OVERHEAD, pacing_rate
-from lab.traffic.spray import DATA_WIRE, NicPacer
+from lab.traffic.collective_run import WIRE_OVERHEAD, pacing_rate, tcp_mss
+from lab.traffic.spray import (
+    DATA_WIRE,
+    HEADER,
+    WIRE_EXTRA,
+    NicPacer,
+    SprayConfig,
+    packet_for_mtu,
+)
 
 
 def test_all_to_all_shares_each_nic_evenly() -> None:
@@ -93,3 +100,51 @@ def test_link_bound_ratio_is_the_busiest_links_bytes_over_its_rate(tmp_path: Pat
     link_bytes = {"h1->edge1": int(2 * 1.1 * per_iteration), "edge1->h2": 1000}
     assert link_bound_ratio(topo, link_bytes, 734.0, 2) == pytest.approx(1.1, rel=1e-6)
     assert link_bound_ratio(topo, {}, 734.0, 2) is None
+
+
+@pytest.mark.parametrize(
+    ("mtu", "mss", "data", "packet"),
+    [(1500, 1380, 1368, 1388), (9000, 8880, 8868, 8888), (1280, 1160, 1148, 1168)],
+)
+def test_tcp_segments_and_spray_packets_follow_the_host_mtu(
+    mtu: int, mss: int, data: int, packet: int
+) -> None:
+    assert tcp_mss(mtu) == mss
+    # a full segment (data + timestamps + TCP + IPv6) leaves 60 bytes of the MTU for a
+    # headend's encapsulation
+    assert data + 12 + 20 + 40 == mtu - 60
+    cfg = SprayConfig(packet=packet_for_mtu(mtu))
+    assert cfg.packet == packet
+    # UDP + inner IPv6 + the kernel's headroom for the host's own encap.red (outer IPv6
+    # and an SRH of one segment, though it writes none) fill the NIC's MTU exactly
+    assert cfg.packet + 8 + 40 + 40 + 8 + 16 == mtu
+    assert cfg.payload == packet - HEADER.size
+    assert cfg.data_wire == packet + WIRE_EXTRA
+
+
+def test_jumbo_runs_keep_the_packet_rate_of_the_1500_byte_runs() -> None:
+    """9000-byte hosts at 30 Mbit/s send full-size packets as often as 1500-byte hosts at
+    5 Mbit/s (2.4 ms per packet per hop), so the spray windows and timers (packets and
+    milliseconds) need no change; the NIC pacer's burst is in packets of the run's size."""
+    small, jumbo = SprayConfig(), SprayConfig(packet=packet_for_mtu(9000))
+    assert small.data_wire == DATA_WIRE
+    per_packet_ms = [cfg.data_wire * 8 / (mbps * 1e3) for cfg, mbps in ((small, 5), (jumbo, 30))]
+    assert per_packet_ms == pytest.approx([2.4, 2.4], abs=0.05)
+    pacer = NicPacer.at(30.0, packet_wire=jumbo.data_wire)
+    assert pacer.burst == 8 * jumbo.data_wire
+    tcp = [(tcp_mss(m) - 12 + WIRE_OVERHEAD) * 8 / (r * 1e3) for m, r in ((1500, 5), (9000, 30))]
+    assert tcp == pytest.approx([2.33, 2.39], abs=0.01)
+    # the ideal leaves out fewer header bytes: 6.3 % -> 1.0 % for TCP, 9.2 % -> 1.5 % spray
+    assert (tcp_mss(1500) - 12 + WIRE_OVERHEAD) / (tcp_mss(1500) - 12) == pytest.approx(
+        1.063, abs=1e-3
+    )
+    assert (tcp_mss(9000) - 12 + WIRE_OVERHEAD) / (tcp_mss(9000) - 12) == pytest.approx(
+        1.0097, abs=1e-3
+    )
+    assert small.data_wire / small.payload == pytest.approx(1.0916, abs=1e-3)
+    assert jumbo.data_wire / jumbo.payload == pytest.approx(1.0142, abs=1e-3)
+
+
+def test_a_host_mtu_too_small_for_a_spray_packet_is_refused() -> None:
+    with pytest.raises(ValueError, match="no room for a spray data packet"):
+        packet_for_mtu(100)

@@ -17,7 +17,7 @@ from lab.links import LabIntf
 from lab.shell import run_commands
 from lab.state import InterfaceInfo, LabState, LinkInfo, NodeInfo, read_state, write_state
 from lab.sweep import SweepReport
-from lab.topo import FIRST_IFINDEX, LabTopo, host_routes
+from lab.topo import FABRIC_MTU, FIRST_IFINDEX, MAX_HOST_MTU, LabTopo, host_routes
 
 TOPOLOGIES = Path(__file__).resolve().parents[2] / "topologies"
 
@@ -134,3 +134,24 @@ def test_namespace_prefix(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SRV6LAB_NETNS_PREFIX", "a/b")
     with pytest.raises(LabError, match="SRV6LAB_NETNS_PREFIX='a/b' is not a usable"):
         namespaces.netns_name("s1")
+
+
+def test_host_links_take_the_host_mtu_and_fabric_links_stay_above_it() -> None:
+    topo = load(TOPOLOGIES / "fat-tree-4.yaml")
+    for host_mtu, expected in ((1500, None), (9000, 9000)):
+        mn_topo = LabTopo(topo, switch="kernel", host_mtu=host_mtu)
+        for _a, _b, info in mn_topo.links(withInfo=True):
+            link = topo.link(info["intfName1"].split("-")[0], info["intfName2"].split("-")[0])
+            for end in ("params1", "params2"):
+                if link.kind == "fabric":
+                    assert info[end]["mtu"] == FABRIC_MTU
+                else:
+                    assert info[end].get("mtu") == expected  # 1500: untouched (veth default)
+    assert MAX_HOST_MTU == FABRIC_MTU - 144 >= 9000
+
+
+@pytest.mark.parametrize("mtu", [1279, 9073, 0, True])
+def test_host_mtus_the_fabric_cannot_carry_are_refused(mtu: int) -> None:
+    topo = load(TOPOLOGIES / "line-3.yaml")
+    with pytest.raises(LabError, match=r"must be from 1280 \(IPv6's minimum\) to 9072"):
+        LabTopo(topo, switch="kernel", host_mtu=mtu)

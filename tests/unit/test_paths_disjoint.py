@@ -385,3 +385,83 @@ def test_queries_leave_the_snapshot_clean() -> None:
     }
     for (s, t, m), paths in reversed(list(first.items())):
         assert max_disjoint_paths(live, s, t, mode=m) == paths
+
+
+# -- salt: spreading equal-cost sets ------------------------------------------------------------
+
+
+def _cores(paths: list[Path]) -> list[str]:
+    return [n for p in paths for n in p.nodes if n.startswith("core")]
+
+
+@pytest.mark.parametrize(
+    ("salt", "cores"),
+    [
+        # By hand: toward h5 every node's scan, among its arcs with capacity left, starts at
+        # index salt mod their count. edge1 has 2 (agg1, agg2), agg1 and agg2 2 cores each
+        # (agg j of a pod reaches cores 2j+1, 2j+2). Salt 0 takes the first core of each
+        # agg (core1, core3), an odd salt the second (core2, core4); edge1's rotation only
+        # changes which agg the first augmentation takes, not the set.
+        (0, ["core1", "core3"]),
+        (1, ["core2", "core4"]),
+        (2, ["core1", "core3"]),
+        (3, ["core2", "core4"]),
+        (2**32 - 1, ["core2", "core4"]),
+    ],
+)
+def test_salt_picks_the_cores_on_the_fat_tree(salt: int, cores: list[str]) -> None:
+    g = load(ROOT / "topologies" / "fat-tree-4.yaml").graph
+    found = disjoint_paths(g, "h1", "h5", 2, salt=salt)
+    assert _cores(found) == cores
+    baseline = disjoint_paths(g, "h1", "h5", 2)
+    assert sum(p.cost for p in found) == sum(p.cost for p in baseline)  # still minimum
+    assert max_disjoint_paths(g, "h1", "h5", salt=salt) == found
+
+
+def test_salt_spreads_an_all_to_all_over_every_core() -> None:
+    """D-mod-k: the 8 hosts of two pods, salted by the destination's index: every core
+    carries the same number of paths (without the salt only core1 and core3 carry any)."""
+    g = load(ROOT / "topologies" / "fat-tree-4.yaml").graph
+    hosts = [f"h{i}" for i in range(1, 9)]
+    for salted in (False, True):
+        count: dict[str, int] = {}
+        for i, dst in enumerate(hosts):
+            for src in hosts:
+                if src != dst:
+                    paths = max_disjoint_paths(g, src, dst, salt=i if salted else 0)
+                    for c in _cores(paths):
+                        count[c] = count.get(c, 0) + 1
+        if salted:
+            assert count == {"core1": 16, "core2": 16, "core3": 16, "core4": 16}
+        else:
+            assert count == {"core1": 32, "core3": 32}
+
+
+def test_salt_zero_is_the_unsalted_result() -> None:
+    live = LiveGraph(fat_tree(6, hosts_per_edge=1).graph)
+    for src, dst in [("edge1", "edge9"), ("h1", "h7"), ("h1", "h2"), ("edge2", "agg1")]:
+        for mode in MODES:
+            assert max_disjoint_paths(live, src, dst, mode=mode, salt=0) == max_disjoint_paths(
+                live, src, dst, mode=mode
+            )
+
+
+@pytest.mark.parametrize("n", [3, 4, 5])
+def test_any_salt_keeps_the_minimum_total_cost(n: int) -> None:
+    for g in atlas_of_size(n):
+        live = LiveGraph(g)
+        for s, t in itertools.permutations(sorted(g), 2):
+            for mode in MODES:
+                base = max_disjoint_paths(live, s, t, mode=mode)
+                for salt in (1, 2, 5):
+                    salted = max_disjoint_paths(live, s, t, mode=mode, salt=salt)
+                    assert len(salted) == len(base)
+                    assert sum(p.cost for p in salted) == pytest.approx(sum(p.cost for p in base))
+                    assert all(p.nodes[0] == s and p.nodes[-1] == t for p in salted)
+
+
+@pytest.mark.parametrize("salt", [-1, True, 1.5])
+def test_bad_salts_are_rejected(salt: Any) -> None:
+    g = load(ROOT / "topologies" / "fat-tree-4.yaml").graph
+    with pytest.raises(ValueError, match="salt must be a non-negative integer"):
+        disjoint_paths(g, "h1", "h5", 2, salt=salt)
