@@ -143,7 +143,8 @@ examples:
       --fail agg1-core1 --kind gray --json a2a-gray.json --png a2a-gray.png
 
 Modes: ecmp (TCP, the controller's ECMP connectivity), pinned (TCP on the controller's
-collective intent: one SRv6 path per flow), spray (UDP from the hosts over each flow's
+collective intent: one SRv6 path per flow; on hosts with a NIC in each plane, one
+connection and path per plane and flow: channels), spray (UDP from the hosts over each flow's
 disjoint SRv6 paths from GetPaths, retiring a path at its first loss). The ideal is the
 host cut (the busiest host's payload over its NICs). With --fail, the link fails a third
 of the way into iteration 3 and is restored --failed-for seconds later; progress lost is

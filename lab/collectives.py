@@ -5,7 +5,11 @@ the same failure.
   connectivity intent (ECMP groups; the kernel hashes flows with L4 hashing).
 - ``pinned``: the controller's collective intent places every flow on its own SRv6 path
   (headend policies at the ingress switches); a flow placed on a host's second plane uses
-  that plane's NIC addresses, so that the traffic takes the placed path.
+  that plane's NIC addresses, so that the traffic takes the placed path. Between hosts
+  with a NIC in each of several planes, every flow is one channel per plane
+  (:func:`controller.paths.collective_channels`): one TCP connection from the source's NIC
+  in that plane to the destination's, with 1/P of the bytes, on the channel's placed path
+  (the headend policies are per destination prefix, so the plane's addresses select it).
 - ``spray``: :mod:`lab.traffic.spray`, with each flow's disjoint paths from the
   controller's GetPaths API.
 
@@ -36,7 +40,7 @@ from typing import Any
 import yaml
 
 from controller.analysis import analyze_ecmp, ideal_pressure
-from controller.paths import Flow, Pattern, collective_flows
+from controller.paths import Flow, Pattern, collective_channels, collective_flows
 from controller.topology import Topology
 from lab.convergence import controller_timeline_of
 from lab.errors import LabError
@@ -187,21 +191,61 @@ def _nic_addr(topo: Topology, host: str, switch: str) -> str:
     raise LabError(f"{host} has no NIC on {switch}")
 
 
+def _plane_addr(topo: Topology, host: str, plane: int) -> str:
+    for nic in topo.host(host).nics:
+        if nic.plane == plane:
+            return str(nic.address)
+    raise LabError(f"{host} has no NIC in plane {plane}")
+
+
 def tcp_flows(
     topo: Topology, hosts: tuple[str, ...], flows: list[Flow], paths: dict[Flow, list[str]]
 ) -> tuple[FlowSpec, ...]:
-    """Per flow: the addresses that make its traffic take ``paths[flow]`` (the NICs on the
-    path's first and last switch), else the hosts' primary addresses."""
+    """Per flow or channel: the addresses that make its traffic take ``paths[flow]`` (the
+    NICs on the path's first and last switch); for a channel (``plane`` set) without a
+    path (both hosts on one switch: plain routing), its plane's NICs; else the hosts'
+    primary addresses. A flow's channels are numbered in order."""
     rank = {h: i for i, h in enumerate(hosts)}
+    channel: dict[Flow, int] = {}
     out = []
     for f in flows:
         nodes = paths.get(f)
         if nodes:
             src_addr, dst_addr = _nic_addr(topo, f.src, nodes[1]), _nic_addr(topo, f.dst, nodes[-2])
+        elif f.plane is not None:
+            src_addr, dst_addr = (
+                _plane_addr(topo, f.src, f.plane),
+                _plane_addr(topo, f.dst, f.plane),
+            )
         else:
             src_addr, dst_addr = str(topo.host(f.src).address), str(topo.host(f.dst).address)
-        out.append(FlowSpec(rank[f.src], rank[f.dst], src_addr, dst_addr))
+        index = channel[f.parent] = channel.get(f.parent, -1) + 1
+        out.append(FlowSpec(rank[f.src], rank[f.dst], src_addr, dst_addr, channel=index))
     return tuple(out)
+
+
+def placed_channels(
+    topo: Topology, channels: list[Flow], paths: list[list[str]]
+) -> dict[Flow, list[str]]:
+    """The intent's paths by the channel they carry: a path from a host's NIC in plane p
+    carries the flow's channel in plane p when the flow has channels, else the flow.
+    Raises :class:`LabError` for a path that is neither (the controller placed something
+    else than the lab expects)."""
+    known = set(channels)
+    out: dict[Flow, list[str]] = {}
+    for nodes in paths:
+        whole = Flow(nodes[0], nodes[-1])
+        plane = topo.switch(nodes[1]).plane if topo.is_switch(nodes[1]) else None
+        key = Flow(whole.src, whole.dst, plane) if plane is not None else whole
+        if key not in known:
+            key = whole
+        if key not in known:
+            raise LabError(
+                f"pinned: the intent's path {' -> '.join(nodes)} is not one of the "
+                "collective's flows or channels"
+            )
+        out[key] = nodes
+    return out
 
 
 def nic_rates(topo: Topology, hosts: tuple[str, ...]) -> tuple[tuple[int, str, float], ...]:
@@ -445,12 +489,19 @@ def run_mode(
             transport = "tcp"
         elif mode == "pinned":
             intent_id, intent = pinned_intent(address, hosts, cfg.pattern)
-            placed = {Flow(p.nodes[0], p.nodes[-1]): list(p.nodes) for p in intent.paths}
+            channels, _demand = collective_channels(topo.graph, list(hosts), cfg.pattern)
+            placed = placed_channels(topo, channels, [list(p.nodes) for p in intent.paths])
             info["intent"] = intent_id
-            info["paths"] = {str(f): placed.get(f) for f in flows}
-            specs = tcp_flows(topo, hosts, flows, placed)
+            info["paths"] = {str(f): placed.get(f) for f in channels}
+            info["channels_per_flow"] = sorted(
+                {sum(1 for c in channels if c.parent == f) for f in flows}
+            )
+            specs = tcp_flows(topo, hosts, channels, placed)
             transport = "tcp"
-            say(f"pinned: intent {intent_id} holds {len(intent.paths)} paths")
+            say(
+                f"pinned: intent {intent_id} holds {len(intent.paths)} paths; "
+                f"{len(channels)} connections for {len(flows)} flows"
+            )
         elif mode == "spray":
             specs, routes = spray_flows(topo, address, hosts, flows, cfg.spray_k)
             install_spray_routes(view, routes, cfg.spray_k)

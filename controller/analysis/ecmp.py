@@ -13,7 +13,9 @@ the load of every link direction is compared with the topology's capacity bound:
   never changes how flows split, and it cannot show a distribution). One seed's concrete
   flow-to-path map is shown as an example of what a lab may draw, never as its truth: the
   switches' counters are the truth (:func:`compare_measured`).
-- ``pinned``: the controller's placement (:func:`controller.paths.place_collective`).
+- ``pinned``: the controller's placement (:func:`controller.paths.place_collective`): on
+  hosts with a NIC in each of several planes, every flow is one channel per plane (1/P of
+  its bytes on a path inside that plane), so a flow's ``paths`` are its channels' paths.
 - ``spray``: every flow split evenly over its edge-disjoint paths (MRC-style spraying),
   the paths the spray benchmark asks GetPaths for: salted with the destination's index
   (:func:`controller.paths.spread_salt`, D-mod-k), so that the pairs toward different
@@ -319,11 +321,12 @@ def analyze_ecmp(
     pinned = spray = None
     if compare:
         placed = place_collective(full, list(hosts), pattern, weighted=True)
-        pinned = mode(
-            "pinned",
-            path_loads({f: (p,) for f, p in placed.paths.items()}),
-            {f: (p,) for f, p in placed.paths.items()},
-        )
+        # A flow split into channels (one per plane, 1/P of its bytes each) is its
+        # channels' paths, evenly: what path_loads counts.
+        pinned_paths = {
+            f: tuple(placed.paths[c] for c in chans) for f, chans in placed.channels().items()
+        }
+        pinned = mode("pinned", path_loads(pinned_paths), pinned_paths)
         sprayed = {
             f: tuple(max_disjoint_paths(full, f.src, f.dst, salt=spread_salt(hosts, f.dst)))
             for f in flows
@@ -341,6 +344,13 @@ def analyze_ecmp(
         notes.append(
             "hosts have several NICs: the ideal counts all of them; ecmp uses one, so its "
             "ratio to the ideal is at least the NIC count's share"
+        )
+    if pinned is not None and any(len(ps) > 1 for ps in pinned.paths.values()):
+        split = sum(1 for ps in pinned.paths.values() if len(ps) > 1)
+        notes.append(
+            f"pinned: {split} of {len(pinned.paths)} flows are split into one channel per "
+            "plane (one TCP connection per plane's NICs, 1/P of the bytes each, on a path "
+            "inside its plane)"
         )
     reached = spray is not None and spray.ratio_to_ideal <= 1 + 1e-6
     return EcmpAnalysis(

@@ -48,7 +48,7 @@ def text_report(a: EcmpAnalysis, measured: MeasuredComparison | None = None, top
             f"{_range(a, d):>10}{a.sample.loads.get(d, 0):>8.0f}"
         )
         if a.pinned is not None:
-            row += f"{a.pinned.loads.get(d, 0):>8.0f}"
+            row += f"{a.pinned.loads.get(d, 0):>8.2f}"  # channels carry 1/P of a flow
         if a.spray is not None:
             row += f"{a.spray.loads.get(d, 0):>7.2f}"
         if measured is not None:

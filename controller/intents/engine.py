@@ -7,7 +7,10 @@ destination NIC's prefix: traffic from any host behind that switch to that prefi
 encapsulated with the path's segment list (weighted lists when an intent has several
 paths). One (ingress switch, prefix) belongs to one intent: a second intent that needs it
 fails with a reason naming the first. A path that stays inside one switch needs no
-policy (plain routing delivers it).
+policy (plain routing delivers it). A collective among hosts with a NIC in each of several
+planes is placed per channel (:func:`controller.paths.collective_channels`): each channel's
+path stays in its plane and ends at the destination's NIC in that plane, so its policy is
+keyed by that NIC's prefix and the sender selects the channel with the plane's addresses.
 
 Status: ``installed`` when the intent got everything it asked for on the live graph,
 ``degraded`` when it got less (fewer disjoint paths than k, a collective flow that fell

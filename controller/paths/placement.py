@@ -8,6 +8,14 @@ in order, on the candidate that raises the maximum load least, then a local sear
 flows off the most loaded links while that lowers (maximum load, number of links at the
 maximum, sum of squared loads), in that order. Everything is deterministic.
 
+Channels (NCCL's answer to hosts with a NIC in each of several planes): one TCP
+connection per flow uses one NIC, so a host reaches at most 1/P of its NICs' capacity.
+:func:`collective_channels` splits each flow whose two hosts both have one NIC in each of
+the same P >= 2 planes into P channels, ``Flow(src, dst, plane)``, each carrying 1/P of
+the flow's bytes (its demand in the placement), and each placed on a path inside its
+plane (:func:`candidate_paths`). Flows between hosts without such NICs stay one channel
+(``plane`` None): single-plane topologies are placed exactly as before.
+
 Load is counted per direction of a link (links are full duplex): the sum of the demands of
 the flows crossing it (1 per flow by default). Weighted by bandwidth, each flow counts
 ``fastest / bandwidth`` times on a link, so a link of half the fastest bandwidth carries a
@@ -21,7 +29,7 @@ import contextlib
 import zlib
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 from controller.paths.disjoint import max_disjoint_paths
@@ -36,13 +44,21 @@ _EPS = 1e-9
 
 @dataclass(frozen=True, slots=True, order=True)
 class Flow:
-    """One flow of a collective, from one host to another."""
+    """One flow of a collective, from one host to another; with ``plane``, one channel of
+    it: the share of its bytes that crosses that plane (see :func:`collective_channels`)."""
 
     src: str
     dst: str
+    plane: int | None = None
+    """None: the whole flow, on any path."""
 
     def __str__(self) -> str:
-        return f"{self.src}->{self.dst}"
+        return f"{self.src}->{self.dst}" + ("" if self.plane is None else f"@plane{self.plane}")
+
+    @property
+    def parent(self) -> Flow:
+        """The flow this channel belongs to (itself when it has no plane)."""
+        return self if self.plane is None else Flow(self.src, self.dst)
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +85,16 @@ class Placement:
     weighted: bool
     candidates: Mapping[Flow, tuple[Path, ...]]
     """The paths each flow could take (empty when the paths were given)."""
+    demand: Mapping[Flow, float] = field(default_factory=dict)
+    """Each flow's weight in the loads (1 when absent; a channel of P: 1/P)."""
+
+    def channels(self) -> dict[Flow, tuple[Flow, ...]]:
+        """Per flow of the collective (``plane`` None), its channels in order (the flow
+        itself when it was not split)."""
+        out: dict[Flow, list[Flow]] = {}
+        for f in self.flows:
+            out.setdefault(f.parent, []).append(f)
+        return {k: tuple(v) for k, v in out.items()}
 
     def load(self, src: str, dst: str) -> float:
         """The load on the link from ``src`` to ``dst`` (0 if it carries nothing)."""
@@ -107,6 +133,42 @@ def spread_salt(hosts: Sequence[str], dst: str) -> int:
         raise ValueError(f"{dst!r} is not one of the collective's hosts") from None
 
 
+def host_planes(graph: GraphLike, host: str) -> tuple[int, ...] | None:
+    """The planes of ``host``'s NICs (the planes of the switches it is linked to, links
+    down or not), sorted, when it has at least two NICs, each in its own plane; else None
+    (one NIC, a NIC on a switch without a plane, or two NICs in one plane)."""
+    g = graph.graph if isinstance(graph, LiveGraph) else graph
+    if host not in g:
+        raise ValueError(f"{host!r} is not a node of the topology")
+    planes = [g.nodes[n].get("plane") for n in sorted(g.neighbors(host))]
+    if len(planes) < 2 or any(p is None for p in planes) or len(set(planes)) != len(planes):
+        return None
+    return tuple(sorted(int(p) for p in planes))
+
+
+def collective_channels(
+    graph: GraphLike, hosts: Sequence[str], pattern: Pattern
+) -> tuple[list[Flow], dict[Flow, float]]:
+    """The channels of a collective among ``hosts`` and their demands: each flow of
+    :func:`collective_flows` becomes one channel per plane when both its hosts have one NIC
+    in each of the same two or more planes (:func:`host_planes`), each with demand 1/P;
+    otherwise it stays one channel (``plane`` None, demand 1)."""
+    out: list[Flow] = []
+    demand: dict[Flow, float] = {}
+    for f in collective_flows(hosts, pattern):
+        a, b = host_planes(graph, f.src), host_planes(graph, f.dst)
+        planes = a if a is not None and a == b else None
+        if planes is None:
+            out.append(f)
+            demand[f] = 1.0
+            continue
+        for p in planes:
+            channel = Flow(f.src, f.dst, p)
+            out.append(channel)
+            demand[channel] = 1.0 / len(planes)
+    return out, demand
+
+
 def candidate_paths(
     graph: GraphLike,
     flow: Flow,
@@ -116,7 +178,10 @@ def candidate_paths(
     down: Iterable[LinkRef] = (),
 ) -> tuple[Path, ...]:
     """The paths a flow may be placed on, shortest first: its edge-disjoint paths (host
-    access links shared), its equal-cost paths (at most ``limit``), or both."""
+    access links shared), its equal-cost paths (at most ``limit``), or both. A channel
+    (``flow.plane`` set) takes only paths whose switches are all in its plane."""
+    if flow.plane is not None:
+        return _plane_paths(graph, flow, kind=kind, limit=limit, down=down)
     live = LiveGraph.of(graph, down)
     found: set[Path] = set()
     if kind in ("disjoint", "both"):
@@ -140,15 +205,22 @@ def place_collective(
     weighted: bool = False,
     kind: CandidateKind = "both",
     limit: int = 16,
+    channels: bool = True,
 ) -> Placement:
-    """Place the flows of a collective (see :func:`place_flows`)."""
+    """Place the channels of a collective (:func:`collective_channels`; with ``channels``
+    False, its whole flows) (see :func:`place_flows`)."""
+    if channels:
+        flows, demand = collective_channels(graph, hosts, pattern)
+    else:
+        flows, demand = collective_flows(hosts, pattern), {}
     return place_flows(
         graph,
-        collective_flows(hosts, pattern),
+        flows,
         down=down,
         weighted=weighted,
         kind=kind,
         limit=limit,
+        demand=demand,
     )
 
 
@@ -230,6 +302,35 @@ def place_flows(
             break
     paths = {f: cands[f][choice[i]] for i, f in enumerate(order)}
     return _placement(live, order, paths, dem, scale, weighted=weighted, cands=cands)
+
+
+def _plane_paths(
+    graph: GraphLike, flow: Flow, *, kind: CandidateKind, limit: int, down: Iterable[LinkRef]
+) -> tuple[Path, ...]:
+    """:func:`candidate_paths` of a channel: the hosts' NICs in other planes are cut, and
+    only paths whose switches are all in the channel's plane are kept."""
+    base = LiveGraph.of(graph, down)
+    g = base.graph
+
+    def plane(node: str) -> object:
+        return g.nodes[node].get("plane")
+
+    others = [
+        (host, sw)
+        for host in (flow.src, flow.dst)
+        if host in g
+        for sw in g.neighbors(host)
+        if plane(sw) != flow.plane and frozenset((host, sw)) not in base.down
+    ]
+    inside = LiveGraph.of(base, others)
+    try:
+        found = candidate_paths(inside, flow.parent, kind=kind, limit=limit)
+    except NoPathError:
+        found = ()
+    kept = tuple(p for p in found if all(plane(n) == flow.plane for n in p.nodes[1:-1]))
+    if not kept:
+        raise NoPathError(flow.src, flow.dst, detail=f"channel {flow} (no path inside plane)")
+    return kept
 
 
 def placement_of(
@@ -387,4 +488,5 @@ def _placement(
         max_load=max((x.load for x in links), default=0.0),
         weighted=weighted,
         candidates=dict(cands),
+        demand={f: dem[i] for i, f in enumerate(order)},
     )

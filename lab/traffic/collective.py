@@ -10,6 +10,11 @@ all-reduce and all-to-all, timed as nccl-tests times them.
 - all-to-all: every rank sends ``size/n`` bytes to every other rank, all at once.
   algbw = size / time; busbw = algbw * (n-1)/n.
 
+A transfer may run over several channels (NCCL's channels: one connection per NIC of a
+host with a NIC in each of several planes), each carrying its share of the bytes
+(:func:`channel_bytes`); a ring pipelines each channel on its own (channel c of a rank
+forwards what arrived on channel c from the previous rank).
+
 An iteration ends when its slowest transfer has arrived; the next one starts then. TCP over
 the lab's htb-capped links gives real congestion. One thread drives every socket with a
 selector; sockets are opened in the ranks' namespaces by the caller.
@@ -21,6 +26,7 @@ import selectors
 import socket
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TypeVar
@@ -32,6 +38,18 @@ PATTERNS = ("all-reduce", "all-to-all")
 CHUNK = 256 * 1024
 DEFAULT_PORT = 47100
 RING_SLICES = 8
+
+ConnKey = tuple[int, int, int]
+"""A connection of a collective: (source rank, destination rank, channel)."""
+
+
+def channel_bytes(total: int, channels: int) -> list[int]:
+    """``total`` bytes split over ``channels`` as evenly as whole bytes allow (the first
+    channels carry the remainder)."""
+    if channels < 1:
+        raise ValueError(f"a transfer needs at least 1 channel, got {channels}")
+    base, extra = divmod(total, channels)
+    return [base + (1 if c < extra else 0) for c in range(channels)]
 
 
 def bus_factor(pattern: str, n: int) -> float:
@@ -94,7 +112,8 @@ class Iteration:
     n: int
     pattern: str
     flow_finished_ns: tuple[int, ...] = ()
-    """When each transfer's last byte arrived (in transfer order): stragglers show here."""
+    """When each connection's last byte arrived (in (src, dst, channel) order): stragglers
+    show here."""
 
     @property
     def seconds(self) -> float:
@@ -113,6 +132,9 @@ class Iteration:
 class _Conn:
     src: int
     dst: int
+    channel: int
+    chunk: int
+    """This channel's bytes of one step."""
     tx: socket.socket
     rx: socket.socket
     allowed: int = 0
@@ -123,14 +145,17 @@ class _Conn:
 @dataclass
 class CollectiveRun:
     """Run ``pattern`` among n ranks on connected socket pairs until ``stop()`` or
-    ``iterations`` are done. ``pairs``: (src, dst) -> (sending socket, receiving socket)."""
+    ``iterations`` are done. ``pairs``: (src, dst, channel) -> (sending socket, receiving
+    socket); a transfer's channels are numbered from 0 and share its bytes
+    (:func:`channel_bytes`); in a ring, every rank receives on as many channels as it
+    sends."""
 
     pattern: str
     n: int
     size: int
-    pairs: dict[tuple[int, int], tuple[socket.socket, socket.socket]]
+    pairs: dict[ConnKey, tuple[socket.socket, socket.socket]]
     iterations: int | None = None
-    pacer: Callable[[frozenset[tuple[int, int]]], None] | None = None
+    pacer: Callable[[frozenset[ConnKey]], None] | None = None
     """Called with the connections still receiving: at each iteration's start and when
     one finishes (see lab.traffic.collective_run.TcpPacer)."""
     results: list[Iteration] = field(default_factory=list)
@@ -138,6 +163,21 @@ class CollectiveRun:
 
     def __post_init__(self) -> None:
         bus_factor(self.pattern, self.n)
+        count = Counter((s, d) for s, d, _ in self.pairs)
+        for (s, d), k in sorted(count.items()):
+            got = sorted(c for a, b, c in self.pairs if (a, b) == (s, d))
+            if got != list(range(k)):
+                raise ValueError(f"rank {s} -> {d}: channels must be 0..{k - 1}, got {got}")
+            if self.size // self.n < k:
+                raise ValueError(f"size {self.size}: too small for {k} channels per transfer")
+            if self.pattern == "all-reduce":
+                into = [k2 for (a, b), k2 in count.items() if b == s]
+                if into and into != [k]:
+                    raise ValueError(
+                        f"ring: rank {s} receives on {into[0]} channels but sends on {k}; "
+                        "each channel forwards what arrived on the same channel"
+                    )
+        self._channels = dict(count)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="collective", daemon=True)
 
@@ -164,8 +204,12 @@ class CollectiveRun:
     def _run(self) -> None:
         chunk = max(1, self.size // self.n)
         steps = 2 * (self.n - 1) if self.pattern == "all-reduce" else 1
-        conns = [_Conn(s, d, tx, rx) for (s, d), (tx, rx) in sorted(self.pairs.items())]
-        by_src = {c.src: c for c in conns}  # ring: one outgoing connection per rank
+        conns = [
+            _Conn(s, d, ch, channel_bytes(chunk, self._channels[(s, d)])[ch], tx, rx)
+            for (s, d, ch), (tx, rx) in sorted(self.pairs.items())
+        ]
+        # ring: one outgoing transfer per rank, one connection per channel
+        by_src = {(c.src, c.channel): c for c in conns}
         sel = selectors.DefaultSelector()
         for c in conns:
             c.tx.setblocking(False)
@@ -178,15 +222,14 @@ class CollectiveRun:
             while not self._stop.is_set() and (self.iterations is None or index < self.iterations):
                 for c in conns:
                     c.sent = c.received = 0
-                    c.allowed = chunk  # step 0 (all-to-all: its only step)
+                    c.allowed = c.chunk  # step 0 (all-to-all: its only step)
                     self._want_write(sel, c, True)
                 started = time.monotonic_ns()
-                goal = steps * chunk
-                active = frozenset((c.src, c.dst) for c in conns)
-                finished: dict[tuple[int, int], int] = {}
+                active = frozenset((c.src, c.dst, c.channel) for c in conns)
+                finished: dict[ConnKey, int] = {}
                 if self.pacer is not None:
                     self.pacer(active)
-                while any(c.received < goal for c in conns):
+                while any(c.received < steps * c.chunk for c in conns):
                     if self._stop.is_set():
                         return
                     for key, _events in sel.select(timeout=0.05):
@@ -208,14 +251,15 @@ class CollectiveRun:
                         if n == 0:
                             raise ConnectionError(f"rank {c.src} -> {c.dst}: connection closed")
                         c.received += n
-                        if c.received >= goal and (c.src, c.dst) not in finished:
-                            finished[(c.src, c.dst)] = time.monotonic_ns()
-                            active = active - {(c.src, c.dst)}
+                        conn = (c.src, c.dst, c.channel)
+                        if c.received >= steps * c.chunk and conn not in finished:
+                            finished[conn] = time.monotonic_ns()
+                            active = active - {conn}
                             if active and self.pacer is not None:
                                 self.pacer(active)
                         if self.pattern == "all-reduce":
-                            out = by_src[c.dst]
-                            allowed = ring_allowed(c.received, chunk, steps)
+                            out = by_src[(c.dst, c.channel)]
+                            allowed = ring_allowed(c.received, c.chunk, steps)
                             if allowed > out.allowed:
                                 out.allowed = allowed
                                 self._want_write(sel, out, True)
@@ -227,7 +271,7 @@ class CollectiveRun:
                         self.size,
                         self.n,
                         self.pattern,
-                        tuple(finished[(c.src, c.dst)] for c in conns),
+                        tuple(finished[(c.src, c.dst, c.channel)] for c in conns),
                     )
                 )
                 index += 1

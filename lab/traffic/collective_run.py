@@ -2,7 +2,9 @@
 transports, with per-flow addresses (a flow placed on a host's second plane uses that
 plane's NIC addresses).
 
-- ``tcp`` (modes ``ecmp`` and ``pinned``): one TCP connection per flow, driven by
+- ``tcp`` (modes ``ecmp`` and ``pinned``): one TCP connection per flow and channel (a
+  pinned flow between hosts with a NIC in each of several planes has one channel per
+  plane, each between the hosts' NICs in that plane), driven by
   :class:`lab.traffic.collective.CollectiveRun` (ring all-reduce or all-to-all in
   bulk-synchronous iterations).
 - ``spray``: the same iterations over :class:`lab.traffic.spray.SprayEngine`.
@@ -30,6 +32,7 @@ from lab.errors import LabError
 from lab.nsenter import netns
 from lab.traffic.collective import (
     CollectiveRun,
+    ConnKey,
     Iteration,
     bus_factor,
     max_min_rates,
@@ -84,6 +87,9 @@ class FlowSpec:
     src_addr: str
     dst_addr: str
     paths: tuple[SprayPath, ...] = ()
+    channel: int = 0
+    """TCP: which channel of the transfer from ``src`` to ``dst`` this connection is (its
+    channels share the transfer's bytes)."""
 
 
 @dataclass(frozen=True)
@@ -135,6 +141,7 @@ class RunSpec:
                     )
                     for p in f["paths"]
                 ),
+                int(f.get("channel", 0)),
             )
             for f in raw["flows"]
         )
@@ -175,7 +182,7 @@ def _iteration_json(it: Iteration) -> dict[str, Any]:
 def run_tcp(spec: RunSpec, stop: threading.Event) -> dict[str, Any]:
     n = len(spec.hosts)
     listeners: dict[tuple[int, str], socket.socket] = {}
-    pairs: dict[tuple[int, int], tuple[socket.socket, socket.socket]] = {}
+    pairs: dict[ConnKey, tuple[socket.socket, socket.socket]] = {}
     try:
         for f in spec.flows:
             key = (f.dst, f.dst_addr)
@@ -216,9 +223,15 @@ def run_tcp(spec: RunSpec, stop: threading.Event) -> dict[str, Any]:
                 ) from None
             rx, _peer = listeners[(f.dst, f.dst_addr)].accept()
             tx.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            pairs[(f.src, f.dst)] = (tx, rx)
+            conn = (f.src, f.dst, f.channel)
+            if conn in pairs:
+                raise LabError(f"connection {conn} (src, dst, channel) is twice in the spec")
+            pairs[conn] = (tx, rx)
         pacer = TcpPacer(spec, pairs) if spec.nic_mbps else None
-        run = CollectiveRun(spec.pattern, n, spec.size, pairs, spec.iterations, pacer=pacer)
+        try:
+            run = CollectiveRun(spec.pattern, n, spec.size, pairs, spec.iterations, pacer=pacer)
+        except ValueError as exc:
+            raise LabError(f"collective: {exc}") from None
         started = time.monotonic_ns()
         _say(f"READY {started}")
         run.start()
@@ -248,23 +261,24 @@ class TcpPacer:
     of the links."""
 
     def __init__(
-        self, spec: RunSpec, pairs: dict[tuple[int, int], tuple[socket.socket, socket.socket]]
+        self, spec: RunSpec, pairs: dict[ConnKey, tuple[socket.socket, socket.socket]]
     ) -> None:
         caps = spec.nic_rates()
         self.headroom = spec.pace_headroom
         self.caps: dict[tuple[str, int, str], float] = {}
-        self.uses: dict[tuple[int, int], tuple[tuple[str, int, str], ...]] = {}
-        self.socks: dict[tuple[int, int], tuple[socket.socket, int]] = {}
-        self.rates: dict[tuple[int, int], float] = {}
+        self.uses: dict[ConnKey, tuple[tuple[str, int, str], ...]] = {}
+        self.socks: dict[ConnKey, tuple[socket.socket, int]] = {}
+        self.rates: dict[ConnKey, float] = {}
         for f in spec.flows:
             out_nic, in_nic = ("out", f.src, f.src_addr), ("in", f.dst, f.dst_addr)
             self.caps[out_nic] = caps[(f.src, f.src_addr)]
             self.caps[in_nic] = caps[(f.dst, f.dst_addr)]
-            self.uses[(f.src, f.dst)] = (out_nic, in_nic)
-            tx = pairs[(f.src, f.dst)][0]
-            self.socks[(f.src, f.dst)] = (tx, tx.getsockopt(socket.IPPROTO_TCP, socket.TCP_MAXSEG))
+            key = (f.src, f.dst, f.channel)
+            self.uses[key] = (out_nic, in_nic)
+            tx = pairs[key][0]
+            self.socks[key] = (tx, tx.getsockopt(socket.IPPROTO_TCP, socket.TCP_MAXSEG))
 
-    def __call__(self, active: frozenset[tuple[int, int]]) -> None:
+    def __call__(self, active: frozenset[ConnKey]) -> None:
         rates = max_min_rates({k: self.uses[k] for k in active}, self.caps)
         for key, mbps in rates.items():
             if abs(self.rates.get(key, 0.0) - mbps) > 1e-9:

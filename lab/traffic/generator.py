@@ -29,7 +29,7 @@ from lab.errors import LabError
 from lab.nsenter import netns
 from lab.shell import close_pipes, stop_processes
 from lab.traffic.collective import DEFAULT_PORT as COLLECTIVE_PORT
-from lab.traffic.collective import CollectiveRun, transfers
+from lab.traffic.collective import CollectiveRun, ConnKey, transfers
 from lab.traffic.probe import ProbeFlow, ProbeRun
 
 READY_TIMEOUT = 30.0
@@ -129,7 +129,7 @@ def _open_probe(spec: TrafficSpec) -> tuple[dict[int, socket.socket], list[socke
 
 def _open_collective(
     spec: CollectiveSpec,
-) -> tuple[dict[tuple[int, int], tuple[socket.socket, socket.socket]], list[socket.socket]]:
+) -> tuple[dict[ConnKey, tuple[socket.socket, socket.socket]], list[socket.socket]]:
     listeners = []
     for rank in spec.ranks:
         with netns(rank.netns):
@@ -138,7 +138,7 @@ def _open_collective(
         lsock.bind((rank.addr, spec.port))
         lsock.listen(64)
         listeners.append(lsock)
-    pairs = {}
+    pairs: dict[ConnKey, tuple[socket.socket, socket.socket]] = {}
     for src, dst in transfers(spec.pattern, len(spec.ranks)):
         with netns(spec.ranks[src].netns):
             tx = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
@@ -156,14 +156,14 @@ def _open_collective(
         if peer[0] != spec.ranks[src].addr:
             raise LabError(f"collective: unexpected connection from {peer[0]}")
         tx.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        pairs[(src, dst)] = (tx, rx)
+        pairs[(src, dst, 0)] = (tx, rx)  # one channel per transfer
     return pairs, listeners
 
 
 def run(spec: TrafficSpec, out: Path, stop: threading.Event) -> TrafficResult:
     sys.setswitchinterval(0.0005)  # the pacing thread must not wait 5 ms for the GIL
     send, recv = _open_probe(spec)
-    pairs: dict[tuple[int, int], tuple[socket.socket, socket.socket]] = {}
+    pairs: dict[ConnKey, tuple[socket.socket, socket.socket]] = {}
     listeners: list[socket.socket] = []
     coll_run = None
     try:

@@ -199,3 +199,25 @@ def test_backups_enter_and_leave_where_their_policy_does() -> None:
         for steered in (*policy.lists, *policy.backup):
             assert steered.path.nodes[1] == policy.key[0], (policy.key, str(steered.path))
     compile_policies(pod, [p.spec(p.backup) for p in with_backup])  # raises if not
+
+
+def test_two_plane_collective_steers_one_channel_per_plane() -> None:
+    """Each flow of a collective among hosts with a NIC in each plane becomes a channel per
+    plane: a policy at the plane's ingress leaf toward the destination's prefix in that
+    plane, its path inside the plane."""
+    pod = load(ROOT / "topologies" / "gpu-pod-2plane.yaml")
+    hosts = tuple(h.name for h in pod.gpu_hosts)
+    sol = solve(pod, LiveGraph(pod.graph), [Intent("r", Collective(hosts, "ring"))])
+    state = sol.states["r"]
+    assert state.status == "installed", state.reason
+    # 4 of the ring's 8 flows change leaves (the others stay on one leaf: plain routing)
+    assert len(state.paths) == 8 and len(sol.policies) == 8
+    for policy in sol.policies:
+        plane = pod.graph.nodes[policy.key[0]]["plane"]
+        (steered,) = policy.lists
+        nodes = steered.path.nodes
+        assert {pod.graph.nodes[n]["plane"] for n in nodes[1:-1]} == {plane}, nodes
+        dst_nic = next(n for n in pod.host(nodes[-1]).nics if n.switch == nodes[-2])
+        assert dst_nic.plane == plane and policy.key[1] == dst_nic.prefix
+    planes = sorted(pod.graph.nodes[p.key[0]]["plane"] for p in sol.policies)
+    assert planes == [0, 0, 0, 0, 1, 1, 1, 1]

@@ -14,10 +14,12 @@ from controller.paths import (
     NoPathError,
     Placement,
     candidate_paths,
+    collective_channels,
     collective_flows,
     ecmp_hash_paths,
     equal_cost_paths,
     first_path_placement,
+    host_planes,
     place_collective,
     place_flows,
     placement_of,
@@ -142,3 +144,84 @@ def test_candidates_and_errors(fat_tree: nx.Graph) -> None:
     assert len(candidate_paths(fat_tree, Flow("h1", "h9"), kind="ecmp", limit=3)) == 3
     with pytest.raises(NoPathError, match="flow h1->h9"):
         place_flows(fat_tree, [Flow("h1", "h9")], down=["h9-edge5"])
+
+
+# -- channels: hosts with a NIC in each of two planes ---------------------------------------
+
+GPUS = [f"gpu{i}" for i in range(1, 9)]
+
+
+@pytest.fixture(scope="module")
+def pod() -> nx.Graph:
+    return load(ROOT / "topologies" / "gpu-pod-2plane.yaml").graph
+
+
+def plane_of(graph: nx.Graph, path_nodes: tuple[str, ...]) -> set[object]:
+    return {graph.nodes[n].get("plane") for n in path_nodes[1:-1]}
+
+
+def test_channels_split_two_plane_flows_and_leave_single_plane_ones(
+    pod: nx.Graph, fat_tree: nx.Graph
+) -> None:
+    assert host_planes(pod, "gpu1") == (0, 1)
+    assert host_planes(fat_tree, "h1") is None  # one NIC
+    channels, demand = collective_channels(pod, GPUS[:3], "ring")
+    assert channels == [
+        Flow("gpu1", "gpu2", 0), Flow("gpu1", "gpu2", 1),
+        Flow("gpu2", "gpu3", 0), Flow("gpu2", "gpu3", 1),
+        Flow("gpu3", "gpu1", 0), Flow("gpu3", "gpu1", 1),
+    ]  # fmt: skip
+    assert set(demand.values()) == {0.5}
+    assert str(channels[1]) == "gpu1->gpu2@plane1" and channels[1].parent == Flow("gpu1", "gpu2")
+    flat, ones = collective_channels(fat_tree, HOSTS[:4], "all-to-all")
+    assert flat == collective_flows(HOSTS[:4], "all-to-all") and set(ones.values()) == {1.0}
+
+
+def test_two_plane_ring_gives_one_channel_per_plane_inside_its_plane(pod: nx.Graph) -> None:
+    placed = place_collective(pod, GPUS, "ring")
+    assert len(placed.flows) == 16  # 8 flows x 2 planes
+    for flow, chans in placed.channels().items():
+        assert [c.plane for c in chans] == [0, 1], flow
+        for c in chans:
+            assert plane_of(pod, placed.paths[c].nodes) == {c.plane}, str(placed.paths[c])
+            assert placed.demand[c] == 0.5
+    # Hand count: every NIC sends one channel and receives one (0.5 each); the four flows
+    # that change leaves (gpu2->gpu3, gpu4->gpu5, gpu6->gpu7, gpu8->gpu1) put one channel
+    # per plane on one uplink and one downlink: 0.5 on 8 leaf->spine directions.
+    assert placed.max_load == pytest.approx(0.5)
+    assert placed.load("gpu1", "p0leaf1") == placed.load("gpu1", "p1leaf1") == 0.5
+    up = [x.load for x in placed.links if "leaf" in x.src and "spine" in x.dst]
+    assert sorted(up) == [0.5] * 8
+
+
+def test_two_plane_all_to_all_balances_both_planes(pod: nx.Graph) -> None:
+    placed = place_collective(pod, GPUS, "all-to-all")
+    assert len(placed.flows) == 112  # 56 flows x 2 planes
+    for c, path in placed.paths.items():
+        assert plane_of(pod, path.nodes) == {c.plane}, str(path)
+    # Hand count: a host sends 7 channels of 0.5 on each NIC (3.5, the host cut: 7 flows
+    # over 2 NICs); a plane's leaf sends its 2 hosts x 6 remote hosts = 12 channels (6.0)
+    # over 2 uplinks: 3.0 on each of the 16 leaf->spine directions, and 3.0 back down.
+    assert placed.max_load == pytest.approx(3.5)
+    for gpu in GPUS:
+        for leaf in pod.neighbors(gpu):
+            assert placed.load(gpu, leaf) == pytest.approx(3.5)
+            assert placed.load(leaf, gpu) == pytest.approx(3.5)
+    fabric = [x.load for x in placed.links if "spine" in x.src or "spine" in x.dst]
+    assert len(fabric) == 32 and all(v == pytest.approx(3.0) for v in fabric)
+
+
+def test_whole_flows_on_two_planes_use_one_nic_each(pod: nx.Graph) -> None:
+    placed = place_collective(pod, GPUS, "ring", channels=False)
+    assert len(placed.flows) == 8 and all(f.plane is None for f in placed.flows)
+    assert placed.max_load == pytest.approx(1.0)  # twice the channels' 0.5
+
+
+def test_a_channel_without_a_path_in_its_plane_says_so(pod: nx.Graph) -> None:
+    cut = [("p0leaf1", "p0spine1"), ("p0leaf1", "p0spine2")]
+    with pytest.raises(NoPathError, match=r"gpu1->gpu3@plane0"):
+        candidate_paths(pod, Flow("gpu1", "gpu3", 0), down=cut)
+    assert all(
+        plane_of(pod, p.nodes) == {1}
+        for p in candidate_paths(pod, Flow("gpu1", "gpu3", 1), down=cut)
+    )
