@@ -218,8 +218,14 @@ def _register_collectives(
         help="disjoint paths per flow asked of GetPaths (fewer when fewer exist; default: 4)",
     )  # fmt: skip
     col.add_argument(
-        "--window", type=_positive_int, default=4, metavar="PKTS",
-        help="spray: packets in flight per path (default: 4)",
+        "--window", type=_positive_int, default=1, metavar="PKTS",
+        help="spray: packets in flight per path, at least (default: 1)",
+    )  # fmt: skip
+    col.add_argument(
+        "--host-window", type=_positive_int, default=8, metavar="PKTS",
+        help="spray: packets in flight per host NIC, shared by the host's flows that have "
+        "data to send, at least 2 per flow (default: 8, about a NIC's bandwidth-delay "
+        "product on fat-tree-4)",
     )  # fmt: skip
     col.add_argument(
         "--unpaced", action="store_true",
@@ -391,7 +397,9 @@ def _collectives(args: argparse.Namespace) -> int:
             scale = args.mtu / BASE_MTU
             link_mbps = args.link_mbps or BASE_LINK_MBPS * scale
             size = args.size or round(BASE_SIZE * scale)
-            spray_cfg = SprayConfig(window=args.window, packet=packet_for_mtu(args.mtu))
+            spray_cfg = SprayConfig(
+                window=args.window, host_window=args.host_window, packet=packet_for_mtu(args.mtu)
+            )
             topo = load(str(coll.scaled_topology(source, link_mbps, Path(tmp) / source.name)))
             hosts = tuple(args.hosts) if args.hosts else coll.gpu_hosts(topo, 8)
             for h in hosts:

@@ -727,6 +727,7 @@ def run_bench(
             "k": cfg.spray_k,
             "window": cfg.spray.window,
             "flow_window": cfg.spray.flow_window,
+            "host_window": cfg.spray.host_window,
             "min_rto_ms": cfg.spray.min_rto_ms,
             "ack_every": cfg.spray.ack_every,
             "ack_delay_ms": cfg.spray.ack_delay_ms,

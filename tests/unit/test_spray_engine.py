@@ -79,11 +79,25 @@ def test_the_receiver_acks_once_per_flow_with_an_entry_per_path(
     for d in data:
         eng._packet(d, 5 * MS)
     assert eng.receivers[0].unique == 4
-    (ack,) = sent  # ack_every = 4: one ack for both paths
-    assert HEADER.unpack_from(ack)[2] == 2
+    assert eng.cfg.ack_every == 2
+    first, ack = sent  # one ack per 2 packets, each with an entry for both paths
+    assert HEADER.unpack_from(first)[2] == HEADER.unpack_from(ack)[2] == 2
     eng._packet(ack, 9 * MS)
     assert not s.outstanding and all(p.in_flight == 0 for p in s.paths)
     assert all(p.srtt_ns > 0 for p in s.paths)
+
+
+def test_a_hosts_flows_share_its_in_flight_budget(
+    engine: tuple[SprayEngine, list[bytes]],
+) -> None:
+    eng, sent = engine
+    s = eng.senders[0]
+    s.limit = 100
+    eng.pump(1 * MS)
+    # the host's one flow with data gets its NIC's whole budget, spread over 2 paths
+    assert s.window == eng.cfg.host_window == 8
+    assert len([d for d in sent if d[2] == DATA]) == 8
+    assert [p.in_flight for p in s.paths] == [4, 4]
 
 
 def test_a_gap_retires_the_path_but_never_the_flows_last(
