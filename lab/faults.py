@@ -61,10 +61,10 @@ IFA_F_NODAD = 0x02
 FAULT_PRIORITY = 30
 """SCHED_FIFO priority of the process while it sets ports down: above everything of the
 lab's (the traffic generator's sender is at 20 when it runs real-time, lab/traffic/probe.py).
-A port's close runs under the RTNL lock; between the moment it stops sending (its queue swapped for noop) and its NETDEV_DOWN (the
-kernel takes its nexthops out of their groups) every packet routed to it is dropped, and
-an injector that the scheduler preempts there stretches that gap from tenths of a
-millisecond to several."""
+A port's close runs under the RTNL lock; between the moment it stops sending (its queue
+swapped for noop) and its NETDEV_DOWN (the kernel takes its nexthops out of their groups)
+every packet routed to it is dropped, and an injector that the scheduler preempts there
+stretches that gap from tenths of a millisecond to several."""
 GRAY_PRIORITY = -500
 """Before switchd's own netdev chains: a gray link drops before anything else sees it."""
 
