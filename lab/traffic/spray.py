@@ -276,8 +276,11 @@ class SprayConfig:
     2.4 ms per packet). Fixed windows of 4 per path and 8 per flow kept 7 x 8 packets
     queued toward every all-to-all receiver: 115 ms round trips, links idle a quarter of
     the time, 1.39 x the ideal, against 1.08 with the shared budget (README)."""
-    ack_every: int = 2
-    """A flow's receiver acks after this many packets (any paths)..."""
+    ack_every: int = 4
+    """A flow's receiver acks after this many packets (any paths)... (every 2 cost the one
+    Python process that runs every host's spray more CPU than gpu-pod-2plane's all-to-all
+    left it: 130 turns stalled over 20 ms, 1.29-1.37 x the ideal, against 1.15-1.18 and no
+    stall with 4; the other runs were no slower, README)"""
     ack_delay_ms: float = 5.0
     """...or when its oldest unacked packet has waited this long."""
     min_rto_ms: float = 10.0
