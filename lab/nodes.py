@@ -10,6 +10,7 @@ needs Open vSwitch. Interfaces (names, MACs, link-local addresses, bandwidth) be
 from __future__ import annotations
 
 import ipaddress
+import zlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -32,15 +33,42 @@ _IPV6_COMMON = {
     "net.ipv6.conf.default.keep_addr_on_down": 1,
 }
 
+MULTIPATH_HASH_FIELDS = 0x0DF7
+"""What a switch's ECMP hashes (``fib_multipath_hash_policy`` 3, custom fields): source
+and destination address, next header, source and destination port, and the same of an
+encapsulated packet's inner header (0x0001 | 0x0002 | 0x0004 | 0x0010 | 0x0020 | 0x0040 |
+0x0080 | 0x0100 | 0x0400 | 0x0800; no flow labels). Not policy 1 (L4): for a packet whose
+sender already hashed it (TCP and UDP sockets do, ``skb->hash``), policy 1 reuses that
+hash, and a veth carries it from namespace to namespace, so every switch of the lab made
+the same choice with it: on fat-tree-4 edge1 sent half of its flows to agg1, and agg1 sent
+every one of those to core1 (the half of the hash range edge1 had picked, again), agg2
+every one of its half to core4; core2 and core3 carried nothing in an ECMP all-to-all
+(measured with the switches' counters). A real switch hashes the headers itself, with its
+own seed."""
+
 ROUTER_SYSCTLS: Mapping[str, int] = {
     **_IPV6_COMMON,
     "net.ipv6.conf.all.forwarding": 1,
     "net.ipv6.conf.default.forwarding": 1,
     "net.ipv6.conf.all.seg6_enabled": 1,
     "net.ipv6.conf.default.seg6_enabled": 1,
-    # L4 hashing, so that ECMP spreads the flows between two hosts over several members.
-    "net.ipv6.fib_multipath_hash_policy": 1,
+    # ECMP hashes the 5-tuple (and an SRv6-encapsulated packet's inner 5-tuple), with a
+    # seed of the switch's own (switch_hash_seed): see MULTIPATH_HASH_FIELDS
+    "net.ipv6.fib_multipath_hash_policy": 3,
+    "net.ipv6.fib_multipath_hash_fields": MULTIPATH_HASH_FIELDS,
 }
+
+
+SEED_SYSCTL = "net/ipv4/fib_multipath_hash_seed"
+
+
+def switch_hash_seed(name: str) -> int:
+    """The switch's ECMP hash seed (``net.ipv4.fib_multipath_hash_seed``, which IPv6 uses
+    too): derived from its name, so that two switches hash the same flow differently (as
+    fabric switches do, against polarization) and a lab's choices are the same from run to
+    run. Never 0 (0 is the kernel's one boot-time seed, shared by every namespace)."""
+    return zlib.crc32(name.encode()) % 0xFFFFFFFF + 1
+
 
 HOST_SYSCTLS: Mapping[str, int] = {
     **_IPV6_COMMON,
@@ -113,7 +141,13 @@ class KernelSwitch(Switch):  # type: ignore[misc]
         super().__init__(name, **params)
         run_commands(
             self,
-            [sysctl_command(ROUTER_SYSCTLS), "ip link set dev lo up"],
+            [
+                sysctl_command(ROUTER_SYSCTLS),
+                # per-namespace seeds since Linux 6.11; before, every switch shares one
+                f"if [ -e /proc/sys/{SEED_SYSCTL} ]; then "
+                f"sysctl -q -w {SEED_SYSCTL.replace('/', '.')}={switch_hash_seed(name)}; fi",
+                "ip link set dev lo up",
+            ],
             f"configuring switch {name} as an SRv6 router",
         )
 

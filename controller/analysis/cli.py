@@ -16,8 +16,9 @@ examples:
   srv6lab analyze ecmp --topology topologies/fat-tree-4.yaml --pattern all-to-all \\
       --measured bench-a2a.json          # compare with what the switches counted
 
-The kernel's ECMP hash has a random seed per switch: the exact choices of a lab cannot be
-computed offline. The analysis gives the exact expected load per link, the distribution of
+Every switch hashes with a seed of its own (the lab derives it from the switch's name; the
+kernel's hash function is its own business): the exact choices of a lab cannot be computed
+offline. The analysis gives the exact expected load per link, the distribution of
 the hottest link over many seeds of a hash model, and one sample draw; --measured shows
 where a real run fell (its per-port counters are the truth).
 """

@@ -333,8 +333,9 @@ def analyze_ecmp(
         }
         spray = mode("spray", path_loads(sprayed), sprayed)
     notes = [
-        "the kernel's multipath hash has a random seed per switch namespace: the lab's exact "
-        "flow-to-path choices cannot be computed offline; 'expected' is exact under uniform "
+        "every switch hashes with a seed of its own (lab/nodes.py switch_hash_seed) and the "
+        "kernel's hash function: the lab's exact flow-to-path choices cannot be computed "
+        "offline; 'expected' is exact under independent uniform "
         f"hashing, the seed statistics come from a hash model over {seeds} seeds, and the "
         "sample is one possible draw; the switches' counters are the truth",
         "ecmp: hosts send from their first NIC to the destination's first NIC (plain "

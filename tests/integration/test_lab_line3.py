@@ -3,6 +3,7 @@ only, SRv6 router settings on switches, bandwidth by tc, and every link passes p
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -10,6 +11,7 @@ import pytest
 
 from controller.topology import Topology
 from lab.errors import LabBusy
+from lab.nodes import MULTIPATH_HASH_FIELDS, switch_hash_seed
 from lab.session import RunningLab, running_lab
 
 pytestmark = [pytest.mark.root, pytest.mark.usefixtures("private_netns")]
@@ -80,7 +82,13 @@ def test_switches_are_srv6_routers(line3: RunningLab, probe: Any) -> None:
         assert probe.sysctl(switch, "net.ipv6.conf.default.seg6_enabled") == "1"
         assert probe.sysctl(switch, "net.ipv6.conf.all.accept_dad") == "0"
         assert probe.sysctl(switch, "net.ipv6.conf.default.accept_dad") == "0"
-        assert probe.sysctl(switch, "net.ipv6.fib_multipath_hash_policy") == "1"
+        assert probe.sysctl(switch, "net.ipv6.fib_multipath_hash_policy") == "3"
+        assert probe.sysctl(switch, "net.ipv6.fib_multipath_hash_fields") == str(
+            MULTIPATH_HASH_FIELDS
+        )
+        if os.path.exists("/proc/sys/net/ipv4/fib_multipath_hash_seed"):
+            seed = probe.sysctl(switch, "net.ipv4.fib_multipath_hash_seed")
+            assert seed == str(switch_hash_seed(switch)) != "0"
         for intf in line3.network.topology.interfaces_of(switch):
             conf = f"net.ipv6.conf.{intf.name}"
             assert probe.sysctl(switch, f"{conf}.seg6_enabled") == "1", intf.name
