@@ -252,13 +252,13 @@ def run_tcp(spec: RunSpec, stop: threading.Event) -> dict[str, Any]:
 
 
 class TcpPacer:
-    """Paces every connection at its max-min fair share of the NICs it leaves and enters,
-    among the connections still sending, re-computed when one finishes (so the rest speed
-    up: work-conserving). A collective library over RDMA gets this from the NIC's per
-    queue-pair rate limits and congestion control; unpaced, each connection bursts its
-    window into the hosts' 100-packet queues, they overflow, and losses and queueing
-    delays of 0.5-1 s (retransmission timeouts of 1-2 s) set the completion time instead
-    of the links."""
+    """Paces every connection at its max-min fair share of the NICs it leaves and enters, among the
+    connections still sending, re-computed after transfers finish (so the rest speed up:
+    work-conserving; at most every 20 ms, :class:`lab.traffic.collective.Repacing`). A
+    collective library over RDMA gets this from the NIC's per queue-pair rate limits and
+    congestion control; unpaced, each connection bursts its window into the hosts'
+    100-packet queues, they overflow, and losses and queueing delays of 0.5-1 s
+    (retransmission timeouts of 1-2 s) set the completion time instead of the links."""
 
     def __init__(
         self, spec: RunSpec, pairs: dict[ConnKey, tuple[socket.socket, socket.socket]]
