@@ -22,11 +22,13 @@ shared by the host's flows that have data to send, at least ``flow_window`` per 
 and every host paces what it sends to its NIC's rate (a token bucket per NIC: the
 windows and the pacing keep the htb queues far from their limit, so a loss means a
 failure, not congestion). The receiver acks once per flow, cumulatively per path (every
-``ack_every`` packets or ``ack_delay_ms``), and sends a NACK at once when a path's
-sequence numbers jump (paths are FIFO: the packets in between were lost; the primary loss
-signal, as in MRC). A timer catches what no gap shows (see :meth:`SprayEngine.timers`).
-A loss retires the path at once (not a flow's last healthy one); its packets in flight are
-sent again on the others. A
+``ack_every`` packets or ``ack_delay_ms``; every ack repeats every path's newest arrival,
+so one lost with a path that died after it carried the data costs nothing), and sends a
+NACK at once when a path's sequence numbers jump (paths are FIFO: the packets in between
+were lost; the primary loss signal, as in MRC). Timers catch what no gap shows, RACK and
+TLP style (see :meth:`SprayEngine.timers`), and a flow that hears no ack for two round
+trips asks its receiver for one on every healthy path. A loss retires the path at once
+(not a flow's last healthy one); its packets in flight are sent again on the others. A
 retired path gets a probe every ``probe_interval`` (doubling up to ``probe_max_interval``
 while unanswered); ``readmit_after`` answered probes in a row re-admit it (a probe
 unanswered after ``probe_timeout`` starts the count again). Acks, NACKs and probes carry
@@ -54,7 +56,7 @@ HEADER = struct.Struct("!HBBHHIIq")
 number of entries in ``path`` and one :data:`ACK_ENTRY` per path with news after it."""
 ACK_ENTRY = struct.Struct("!BxxxIIq")
 """path, packets NACKed on it so far, highest path seq arrived, its send time (ns)."""
-DATA, ACK, PROBE, PROBE_ACK, NACK = 1, 2, 3, 4, 5
+DATA, ACK, PROBE, PROBE_ACK, NACK, ACK_REQUEST = 1, 2, 3, 4, 5, 6
 SEG6_HEADROOM = 40 + 8 + 16
 """What the kernel reserves on a host's ``encap seg6 mode encap.red`` route with one
 segment: the outer IPv6 header and an SRH of one segment, although encap.red with one
@@ -208,6 +210,11 @@ class PathState:
     sent: int = 0
     lost: int = 0
     lost_reported: int = 0
+    acked_pseq: int = -1
+    """The highest path sequence number acked (acks repeat it)."""
+    suspect: bool = False
+    """A late packet of this path that nothing overtook went again on another path: no
+    new data on it until it acks something (or the copy overtakes it: retired)."""
 
 
 @dataclass
@@ -229,11 +236,23 @@ class Sender:
     acked: bytearray = field(default_factory=bytearray)
     rr: int = 0
     retransmits: int = 0
-    tail_resends: int = 0
+    late_copies: int = 0
+    """Copies sent of late packets that nothing overtook (:attr:`copies`)."""
     kept_last: int = 0
     """Losses on the flow's last healthy path, which was kept."""
     last_ack_send_ns: int = 0
     """The send time of the newest packet acked (any path)."""
+    last_ack_ns: int = 0
+    """When the flow's last ack came (news or not)."""
+    ack_request_ns: int = 0
+    ack_requests: int = 0
+    rack_rtt_ns: float = 0.0
+    """The round trip of that packet (RACK's reference: what a packet sent before it
+    should have taken at most, but for reordering)."""
+    min_rtt_ns: float = 0.0
+    copies: dict[int, int] = field(default_factory=dict)
+    """seq -> the path of a late packet that nothing overtook; a copy went on another
+    path, the original stays in flight on its path until acked or overtaken."""
     window: int = 0
     """Packets the flow may have in flight now, over all its paths (set on every turn)."""
 
@@ -251,8 +270,10 @@ class Receiver:
     """Reorder distance bucket (0, 1, 2, 4, 8, ...: at least that far behind) -> packets."""
     expected: list[int] = field(default_factory=list)
     """Per path: the next path sequence number due."""
-    pending: list[tuple[int, int] | None] = field(default_factory=list)
-    """Per path: (path seq, send ns) of the newest packet not acked yet."""
+    newest: list[tuple[int, int] | None] = field(default_factory=list)
+    """Per path: (path seq, send ns) of the newest packet arrived (every ack carries all
+    of them: an ack lost on a path that died after it carried the data is made good by
+    the next one)."""
     unacked: int = 0
     """Packets arrived since the last ack (any path)."""
     first_unacked_ns: int = 0
@@ -284,6 +305,12 @@ class SprayConfig:
     ack_delay_ms: float = 5.0
     """...or when its oldest unacked packet has waited this long."""
     min_rto_ms: float = 10.0
+    """The floor of the give-up timer (what no ack at all shows, below)."""
+    reorder_ms: float = 2.0
+    """RACK's reordering window, at least: a packet is lost once a packet sent after it
+    was acked and it has waited that packet's round trip plus max(this, min RTT / 4, 2
+    rttvar of its path). The flow's paths are of equal length, so what reorders them is
+    queueing, which rttvar measures."""
     probe_interval_ms: float = 5.0
     probe_max_interval_ms: float = 80.0
     """Unanswered probes back off (doubling) up to this interval."""
@@ -362,7 +389,7 @@ class SprayEngine:
                 f,
                 [send_socks[(f.dst, p.dst_addr, ACK_MARK + p.index)] for p in f.paths],
                 expected=[0] * k,
-                pending=[None] * k,
+                newest=[None] * k,
                 nacked=[0] * k,
             )
         self._turn = 0
@@ -430,10 +457,13 @@ class SprayEngine:
         # The flow's window is spread over its healthy paths: a flow with one path (two
         # hosts behind one switch) or one that lost a path keeps its rate.
         window = max(self.cfg.window, -(-s.window // max(1, healthy)))
+        # A late packet's copy may go beyond the window, as TCP's loss probe may: the
+        # window may be full of packets whose acks died with the late path.
+        copy_due = 1 if s.copies and s.resend else 0
         for j in range(n):
             i = (s.rr + j) % n
             st = s.paths[i]
-            if not st.healthy or st.in_flight >= window:
+            if not st.healthy or st.suspect or st.in_flight >= window + copy_due:
                 continue
             pacer = s.pacers[i]
             if pacer is not None and pacer.tokens < self._data_wire:
@@ -497,6 +527,7 @@ class SprayEngine:
         if kind == DATA:
             self._data(flow_id, path, seq, pseq, sent, now=now)
         elif kind == ACK:
+            self.senders[flow_id].last_ack_ns = now
             for k in range(path):
                 entry = HEADER.size + k * ACK_ENTRY.size
                 if entry + ACK_ENTRY.size > len(data):
@@ -505,6 +536,8 @@ class SprayEngine:
                 self._ack(flow_id, p, nacked, last, stamp, now=now)
         elif kind == NACK:
             self._nack(flow_id, path, seq, pseq)
+        elif kind == ACK_REQUEST:
+            self._send_ack(self.receivers[flow_id], path)
         elif kind == PROBE:
             r = self.receivers[flow_id]
             p = r.flow.paths[path]
@@ -522,7 +555,7 @@ class SprayEngine:
             self._send(r.socks[path], nack, r.flow.paths[path].src_addr, control=True)
         if pseq >= due:
             r.expected[path] = pseq + 1
-            r.pending[path] = (pseq, sent)
+            r.newest[path] = (pseq, sent)
             r.last_path = path
             if not r.unacked:
                 r.first_unacked_ns = now
@@ -545,20 +578,21 @@ class SprayEngine:
         r.reorder[bucket] = r.reorder.get(bucket, 0) + 1
         self.on_delivered(flow_id, r.unique)
 
-    def _send_ack(self, r: Receiver) -> None:
-        """One ack for the flow, cumulative per path, on the reverse of the newest
-        arrival's path (a dead path's acks are not needed: its data is missing)."""
+    def _send_ack(self, r: Receiver, path: int | None = None) -> None:
+        """One ack for the flow, cumulative per path (every path that delivered anything),
+        on the reverse of the newest arrival's path. That path may have died since the
+        packet came (a gray link drops both ways): the next ack repeats what this one
+        says. ``path``: on its reverse instead (an ack request came on it)."""
         entries = [
-            ACK_ENTRY.pack(path, r.nacked[path], pending[0], pending[1])
-            for path, pending in enumerate(r.pending)
-            if pending is not None
+            ACK_ENTRY.pack(path, r.nacked[path], newest[0], newest[1])
+            for path, newest in enumerate(r.newest)
+            if newest is not None
         ]
         if not entries:
             return
         head = HEADER.pack(MAGIC, ACK, len(entries), r.flow.flow_id, 0, 0, 0, 0)
-        path = r.last_path
+        path = r.last_path if path is None else path
         self._send(r.socks[path], head + b"".join(entries), r.flow.paths[path].src_addr, True)
-        r.pending = [None] * len(r.pending)
         r.unacked = 0
 
     def flush_acks(self, now: int | None = None) -> None:
@@ -575,11 +609,20 @@ class SprayEngine:
         up to ``pseq`` are treated as lost)."""
         s = self.senders[flow_id]
         st = s.paths[path]
+        if pseq <= st.acked_pseq and nacked <= st.lost_reported:
+            return  # repeated: no news, and no round-trip sample
+        st.acked_pseq = max(st.acked_pseq, pseq)
         q = s.by_path[path]
         missed_nack = nacked > st.lost_reported
         while q and q[0][0] <= pseq:
             _p, seq, _t = q.popleft()
             info = s.outstanding.get(seq)
+            if s.copies.get(seq) == path:  # a late packet arrived after all
+                del s.copies[seq]
+                st.in_flight -= 1
+                if not missed_nack and seq < len(s.acked):
+                    s.acked[seq] = 1
+                continue
             if info is None or info[0] != path:
                 continue
             if missed_nack:
@@ -590,6 +633,7 @@ class SprayEngine:
             if seq < len(s.acked):
                 s.acked[seq] = 1
         st.lost_reported = max(st.lost_reported, nacked)
+        st.suspect = False
         rtt = now - sent
         st.samples += 1
         if st.srtt_ns == 0:
@@ -597,7 +641,9 @@ class SprayEngine:
         else:
             st.rttvar_ns = 0.75 * st.rttvar_ns + 0.25 * abs(st.srtt_ns - rtt)
             st.srtt_ns = 0.875 * st.srtt_ns + 0.125 * rtt
-        s.last_ack_send_ns = max(s.last_ack_send_ns, sent)
+        if sent > s.last_ack_send_ns:
+            s.last_ack_send_ns, s.rack_rtt_ns = sent, float(rtt)
+        s.min_rtt_ns = min(s.min_rtt_ns, rtt) if s.min_rtt_ns else float(rtt)
 
     def _nack(self, flow_id: int, path: int, first: int, last: int) -> None:
         s = self.senders[flow_id]
@@ -614,8 +660,12 @@ class SprayEngine:
         del s.outstanding[seq]
         st = s.paths[path]
         st.in_flight -= 1
-        st.lost += 1
         s.resend.append(seq)
+        self._verdict(s, st, why)
+
+    def _verdict(self, s: Sender, st: PathState, why: str) -> None:
+        """A packet of ``st`` was lost: retire the path (not the flow's last healthy one)."""
+        st.lost += 1
         if st.healthy and any(p.healthy and p is not st for p in s.paths):
             self._retire(s, st, why)
         elif st.healthy:
@@ -632,13 +682,17 @@ class SprayEngine:
         st.probe_interval_ns = int(self.cfg.probe_interval_ms * 1e6)
         st.probes_ok = 0
         self.events.append(self._event(s, st, "retired", now, why))
-        # Its packets in flight go again on the other paths now.
+        # Its packets in flight go again on the other paths now (a late packet's copy
+        # already has).
         for _pseq, seq, _t in s.by_path[st.index]:
-            if seq in s.outstanding and s.outstanding[seq][0] == st.index:
+            if s.copies.get(seq) == st.index:
+                del s.copies[seq]
+            elif seq in s.outstanding and s.outstanding[seq][0] == st.index:
                 del s.outstanding[seq]
                 s.resend.append(seq)
         s.by_path[st.index].clear()
         st.in_flight = 0
+        st.suspect = False
 
     def _event(self, s: Sender, st: PathState, what: str, now: int, why: str) -> Event:
         return {
@@ -673,13 +727,17 @@ class SprayEngine:
     def timers(self, now: int) -> None:
         """Loss by timer, for what no sequence gap can show (a path that delivers nothing
         more), as RACK does it: the oldest packet in flight on a path is lost when a
-        packet sent after it on another path was acked (the network, not this process,
-        is slow) and it is older than the path's ``srtt + max(min_rto, 4 rttvar, srtt /
-        2)``; or, whatever the other paths do, when it is older than ``max(4 (2 srtt + 4
-        rttvar), 4 srtt of the slowest path, 200 ms)``. At a flow's tail (no
-        later packet can overtake) a late packet is sent again on another path instead.
-        Queueing that every path sees alike (both hosts' NICs) moves srtt, not the
-        verdict. Retired paths are probed, backing off while the probes go unanswered."""
+        packet sent after it (on any path) was acked and it has waited longer than
+        :meth:`reorder_ns`; or, whatever the other paths do, when it is older than
+        ``max(4 (2 srtt + 4 rttvar), 4 srtt of the slowest path, 200 ms)``. When nothing
+        sent later was acked by then (a flow's tail, or a window full of packets whose
+        acks died with the path), a copy of the late packet goes on another path
+        (TLP-style), beyond the window if need be, and the late path takes no new data
+        meanwhile; the copy is the later packet that judges it (retired when the copy is
+        acked first).
+        Queueing that every path sees alike (both hosts' NICs) moves the round trips,
+        not the verdict. Retired paths are probed, backing off while the probes go
+        unanswered."""
         last, self._last_timers_ns = self._last_timers_ns, now
         if last and now - last > STALL_NS:
             # This process did not run for a while: the acks of that time wait unread in
@@ -691,42 +749,67 @@ class SprayEngine:
         probe_timeout = self.cfg.probe_timeout_ms * 1e6
         for s in self.senders.values():
             slowest = max(p.srtt_ns for p in s.paths)
+            if s.outstanding and s.last_ack_ns:
+                self._request_ack(s, now, 2 * max(s.rack_rtt_ns, slowest))
             for st in s.paths:
                 if st.healthy:
                     q = s.by_path[st.index]
+                    while q:
+                        _pseq, seq, sent = q[0]
+                        info = s.outstanding.get(seq)
+                        copied = s.copies.get(seq) == st.index
+                        if copied or (info is not None and info[0] == st.index):
+                            break
+                        q.popleft()  # went again elsewhere (its path retired): not ours
                     if not q:
                         continue
-                    _pseq, seq, sent = q[0]
                     srtt = st.srtt_ns or slowest
                     rto = max(min_rto, 2 * srtt + 4 * st.rttvar_ns)
                     late = now - sent
                     # Not before the path has a few round-trip samples of its own (the
                     # queues fill fast at the start).
                     overtaken = st.samples >= 4 and s.last_ack_send_ns > sent
-                    reorder = srtt + max(min_rto, 4 * st.rttvar_ns, srtt / 2)
+                    reorder = self.reorder_ns(s, st)
+                    if overtaken and late > reorder:
+                        q.popleft()
+                        why = f"no ack after {late / 1e6:.1f} ms, " + (
+                            "its copy on another path was"
+                            if copied
+                            else "later packets on other paths were"
+                        )
+                        if copied:
+                            del s.copies[seq]
+                            st.in_flight -= 1
+                            self._verdict(s, st, why)
+                        else:
+                            self._lost(s, st.index, seq, why)
+                        continue
                     if (
                         not overtaken
+                        and not copied
                         and late > reorder
                         and s.next_seq >= s.limit
                         and not s.resend
-                        and any(p.healthy and p is not st for p in s.paths)
+                        and s.last_ack_ns > sent
+                        and any(p.healthy and not p.suspect and p is not st for p in s.paths)
                     ):
-                        # The flow's tail: nothing sent later can overtake it. Send it
-                        # again on another path (as TCP's tail loss probe would) without
-                        # judging this path; its next packets will.
-                        q.popleft()
-                        if seq in s.outstanding and s.outstanding[seq][0] == st.index:
-                            del s.outstanding[seq]
-                            st.in_flight -= 1
-                            s.resend.append(seq)
-                            s.tail_resends += 1
+                        # The flow's tail: nothing sent later can overtake it, and an ack
+                        # that came since (all the receiver has, every path) did not have
+                        # it. A copy goes on another path; this one takes no new data
+                        # until it acks.
+                        st.suspect = True
+                        s.copies[seq] = st.index
+                        s.resend.appendleft(seq)
+                        s.late_copies += 1
                         continue
-                    if (overtaken and late > reorder) or late > max(4 * rto, 4 * slowest, 200e6):
+                    if late > max(4 * rto, 4 * slowest, 200e6):
                         q.popleft()
-                        if seq in s.outstanding and s.outstanding[seq][0] == st.index:
-                            why = f"no ack after {late / 1e6:.1f} ms" + (
-                                ", later packets on other paths were" if overtaken else ""
-                            )
+                        why = f"no ack after {late / 1e6:.1f} ms"
+                        if copied:
+                            del s.copies[seq]
+                            st.in_flight -= 1
+                            self._verdict(s, st, why)
+                        else:
                             self._lost(s, st.index, seq, why)
                     continue
                 if now >= st.probe_due_ns:
@@ -744,6 +827,33 @@ class SprayEngine:
                     probe = HEADER.pack(MAGIC, PROBE, st.index, s.flow.flow_id, 0,
                                         st.probe_seq, 0, now)  # fmt: skip
                     self._send(s.socks[st.index], probe, p.dst_addr, control=True)
+
+    def _request_ack(self, s: Sender, now: int, quiet: float) -> None:
+        """No ack at all for the flow for ``quiet`` ns (two round trips, as TCP's loss
+        probe waits) while it has packets in flight: ask the receiver for one on every
+        healthy path. The
+        flow's last acks may have died with a path that failed after it carried their
+        data (an ack rides the reverse of the newest arrival's path), and with a full
+        window nothing new would ever ask again; the answer says what arrived."""
+        if now - max(s.last_ack_ns, s.ack_request_ns) <= quiet:
+            return
+        s.ack_request_ns = now
+        s.ack_requests += 1
+        for st in s.paths:
+            if st.healthy:
+                p = s.flow.paths[st.index]
+                req = HEADER.pack(MAGIC, ACK_REQUEST, st.index, s.flow.flow_id, 0, 0, 0, now)
+                self._send(s.socks[st.index], req, p.dst_addr, control=True)
+
+    def reorder_ns(self, s: Sender, st: PathState) -> float:
+        """How long a packet of path ``st`` may wait once a later one was acked: the round
+        trip of the newest packet acked (RACK's reference; the path's own smoothed round
+        trip if that is longer, so that a slower path is not judged by a faster one's)
+        plus the reordering window, ``max(reorder_ms, min RTT / 4, 2 rttvar)``. The same
+        wait marks a packet that nothing overtook late."""
+        reference = max(s.rack_rtt_ns, st.srtt_ns)
+        window = max(self.cfg.reorder_ms * 1e6, s.min_rtt_ns / 4, 2 * st.rttvar_ns)
+        return reference + window
 
     def stats(self) -> dict[str, Any]:
         hist: dict[int, int] = {}
@@ -772,7 +882,8 @@ class SprayEngine:
             "sequence numbers behind the highest one seen; 0: in order",
             "duplicates": dup,
             "retransmits": sum(s.retransmits for s in self.senders.values()),
-            "tail_resends": sum(s.tail_resends for s in self.senders.values()),
+            "late_copies": sum(s.late_copies for s in self.senders.values()),
+            "ack_requests": sum(s.ack_requests for s in self.senders.values()),
             "kept_last_path": sum(s.kept_last for s in self.senders.values()),
             "send_errors": self.send_errors,
             "stalls": self.stalls,

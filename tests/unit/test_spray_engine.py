@@ -11,10 +11,11 @@ from collections.abc import Iterator
 import pytest
 
 from lab.traffic.spray import (
+    ACK,
     ACK_MARK,
+    ACK_REQUEST,
     DATA,
     HEADER,
-    MAGIC,
     MARK,
     STALL_NS,
     Sender,
@@ -140,16 +141,101 @@ def test_timer_loss_needs_a_later_packet_acked_elsewhere_and_no_stall(
     assert "later packets on other paths" in eng.events[0]["reason"]
 
 
-def test_a_flows_tail_is_sent_again_elsewhere_without_a_verdict(
+def _ack_for(eng: SprayEngine, path: int, pseq: int, sent_ns: int, now: int) -> None:
+    """An ack of flow 0 saying ``path`` delivered up to ``pseq`` (sent at ``sent_ns``)."""
+    eng.senders[0].last_ack_ns = now
+    eng._ack(0, path, 0, pseq, sent_ns, now=now)
+
+
+def test_a_flows_tail_gets_a_copy_elsewhere_that_judges_the_late_path(
+    engine: tuple[SprayEngine, list[bytes]],
+) -> None:
+    eng, sent = engine
+    s = _measured_sender(eng, limit=2)
+    eng.pump(100 * MS)  # the flow's last two packets, one per path
+    (seq0,) = [q for q, info in s.outstanding.items() if info[0] == 0]
+    (seq1,) = [q for q, info in s.outstanding.items() if info[0] == 1]
+    _ack_for(eng, 1, 0, 100 * MS, now=120 * MS)  # path 1's packet arrived, path 0's not
+    eng.timers(121 * MS)
+    assert s.paths[0].healthy and not eng.events  # within the reordering window
+    eng.timers(140 * MS)  # 40 ms late, after an ack that did not have it
+    assert s.paths[0].suspect and s.late_copies == 1 and list(s.resend) == [seq0]
+    assert s.paths[0].in_flight == 1  # the original stays in flight on its path
+    sent.clear()
+    eng.pump(141 * MS)  # the copy goes on path 1, the only one not suspect
+    assert s.outstanding[seq0][0] == 1 and HEADER.unpack_from(sent[-1])[2] == 1
+    _ack_for(eng, 1, 1, 141 * MS, now=155 * MS)  # the copy was acked first
+    eng.timers(156 * MS)
+    assert not s.paths[0].healthy
+    assert "its copy on another path was" in eng.events[0]["reason"]
+    assert not s.resend and s.acked[seq0] and s.acked[seq1]
+
+
+def test_a_late_original_that_arrives_clears_its_path(
     engine: tuple[SprayEngine, list[bytes]],
 ) -> None:
     eng, _sent = engine
-    s = _measured_sender(eng, limit=1)
-    eng.pump(100 * MS)  # the flow's last packet, on path 0; nothing can overtake it
-    (seq,) = s.outstanding
+    s = _measured_sender(eng, limit=2)
+    eng.pump(100 * MS)
+    _ack_for(eng, 1, 0, 100 * MS, now=120 * MS)
+    eng.timers(121 * MS)
     eng.timers(140 * MS)
-    assert s.paths[0].healthy and not eng.events
-    assert list(s.resend) == [seq] and s.tail_resends == 1
+    assert s.paths[0].suspect
     eng.pump(141 * MS)
-    assert s.outstanding[seq][0] == 1  # now in flight on path 1
-    assert HEADER.unpack_from(_sent[-1])[0] == MAGIC
+    _ack_for(eng, 0, 0, 100 * MS, now=145 * MS)  # the original made it after all
+    assert not s.paths[0].suspect and s.paths[0].in_flight == 0 and not s.copies
+    eng.timers(146 * MS)
+    assert s.paths[0].healthy and not eng.events
+
+
+def test_acks_repeat_every_path_and_repeats_are_no_news(
+    engine: tuple[SprayEngine, list[bytes]],
+) -> None:
+    eng, sent = engine
+    s = eng.senders[0]
+    s.limit = 8
+    eng.pump(1 * MS)
+    data = [d for d in sent if d[2] == DATA]
+    sent.clear()
+    for d in data[:4]:
+        eng._packet(d, 5 * MS)
+    (lost_ack,) = sent  # this ack dies with the path it rode back on
+    for d in data[4:]:
+        eng._packet(d, 6 * MS)
+    (ack,) = sent[1:]
+    eng._packet(ack, 9 * MS)  # says everything the lost one said
+    assert not s.outstanding
+    samples = [p.samples for p in s.paths]
+    eng._packet(lost_ack, 30 * MS)  # a late duplicate: no news, no round-trip sample
+    assert [p.samples for p in s.paths] == samples
+    assert all(p.srtt_ns < 10 * MS for p in s.paths)
+
+
+def test_a_quiet_flow_asks_for_an_ack_on_every_healthy_path(
+    engine: tuple[SprayEngine, list[bytes]],
+) -> None:
+    eng, _sent = engine
+    s = _measured_sender(eng, limit=2)
+    calls: list[tuple[socket.socket, bytes]] = []
+
+    def capture(sock: socket.socket, data: bytes, _addr: str, control: bool = False) -> bool:
+        calls.append((sock, data))
+        return True
+
+    eng._send = capture  # type: ignore[method-assign,assignment]
+    eng.pump(100 * MS)
+    data = [d for _sock, d in calls if d[2] == DATA]
+    eng._packet(data[0], 110 * MS)  # one arrives; the receiver has not acked yet
+    _ack_for(eng, 1, -1, 0, now=101 * MS)  # the flow's last ack (nothing new in it)
+    calls.clear()
+    eng.timers(130 * MS)  # 29 ms quiet: under two round trips (2 x 20 ms)
+    assert not calls
+    eng.timers(142 * MS)
+    requests = [(sock, d) for sock, d in calls if d[2] == ACK_REQUEST]
+    assert sorted(HEADER.unpack_from(d)[2] for _s, d in requests) == [0, 1]
+    assert s.ack_requests == 1
+    calls.clear()
+    _sock, req = requests[1]  # the receiver answers on the reverse of the request's path
+    eng._packet(req, 150 * MS)
+    ((ack_sock, ack),) = calls
+    assert ack[2] == ACK and ack_sock is eng.receivers[0].socks[HEADER.unpack_from(req)[2]]
