@@ -18,7 +18,8 @@ pinned intent). The bench reads every switch port's byte counters before and aft
 the loads the switches really carried. With ``--fail``, the link fails a third of the way
 into the third iteration and is restored ``failed_s`` later; the progress lost is the extra
 completion time of the iterations that overlapped the failure, over the median of those
-that did not.
+that did not (and, when some ran entirely inside it, what it cost beyond the capacity the
+link took with it: :func:`progress_lost`).
 """
 
 from __future__ import annotations
@@ -622,16 +623,40 @@ def _fault_json(fault: Fault) -> dict[str, Any]:
 
 def _progress_lost(iterations: list[dict[str, Any]], fault: Fault) -> dict[str, Any]:
     assert fault.injected is not None and fault.restore_done is not None
-    start, end = fault.injected.monotonic_ns, fault.restore_done.monotonic_ns
+    return progress_lost(iterations, fault.injected.monotonic_ns, fault.restore_done.monotonic_ns)
+
+
+def progress_lost(iterations: list[dict[str, Any]], start: int, end: int) -> dict[str, Any]:
+    """What a failure from ``start`` to ``end`` (monotonic ns) cost the collective: the
+    extra completion time of the iterations that overlapped it over the median of the
+    others (``progress_lost_ms``). When some iterations ran entirely inside the failure
+    (``--failed-for`` longer than an iteration), their median is the fabric's pace without
+    the link (``degraded_cct_ms``), and ``progress_lost_beyond_capacity_ms`` is what the
+    failure cost beyond that: each iteration over the mix of the two paces that its time
+    before and inside the failure calls for; the part that the reaction (detection,
+    retirement, resending), not the missing link's capacity, costs. Pure."""
     hit = [it for it in iterations if it["finished_ns"] >= start and it["started_ns"] <= end]
     clean = [it for it in iterations if it not in hit]
+    inside = [it for it in hit if it["started_ns"] >= start and it["finished_ns"] <= end]
     base = statistics.median(it["cct_ms"] for it in clean) if clean else None
     lost = None if base is None else sum(max(0.0, it["cct_ms"] - base) for it in hit)
+    degraded = statistics.median(it["cct_ms"] for it in inside) if inside else None
+    beyond = None
+    if base is not None and degraded is not None:
+        beyond = 0.0
+        for it in hit:
+            span = max(1, it["finished_ns"] - it["started_ns"])
+            overlap = min(it["finished_ns"], end) - max(it["started_ns"], start)
+            share = min(1.0, max(0.0, overlap / span))
+            beyond += max(0.0, it["cct_ms"] - ((1 - share) * base + share * degraded))
     return {
         "failure_iterations": [it["index"] for it in hit],
         "clean_iterations": [it["index"] for it in clean],
         "cct_ms_median": base,
         "progress_lost_ms": lost,
+        "degraded_iterations": [it["index"] for it in inside],
+        "degraded_cct_ms": degraded,
+        "progress_lost_beyond_capacity_ms": beyond,
     }
 
 
@@ -679,6 +704,12 @@ def run_bench(
             f"alone: {m['link_bound_ratio'] or float('nan'):.2f}), max link utilization "
             f"{m['max_link_utilization'] * 100:.0f} % on {m['hottest_link']}"
             + (f", progress lost {lost:.1f} ms" if lost is not None else "")
+            + (
+                f" ({m['progress_lost_beyond_capacity_ms']:.1f} ms beyond the capacity the "
+                f"link took with it: {m['degraded_cct_ms']:.0f} ms per iteration without it)"
+                if m.get("progress_lost_beyond_capacity_ms") is not None
+                else ""
+            )
         )
         tcp = m["tcp_counters"]
         if tcp["Tcp:OutSegs"]:
@@ -709,6 +740,11 @@ def run_bench(
         "progress_lost_ms": (
             {k: v.get("progress_lost_ms") for k, v in modes.items()} if cfg.fail else None
         ),
+        "progress_lost_beyond_capacity_ms": (
+            {k: v.get("progress_lost_beyond_capacity_ms") for k, v in modes.items()}
+            if cfg.fail
+            else None
+        ),
         "failure": (
             {"place": "-".join(cfg.fail), "kind": cfg.kind, "held_s": cfg.failed_s}
             if cfg.fail
@@ -729,6 +765,7 @@ def run_bench(
             "flow_window": cfg.spray.flow_window,
             "host_window": cfg.spray.host_window,
             "min_rto_ms": cfg.spray.min_rto_ms,
+            "reorder_ms": cfg.spray.reorder_ms,
             "ack_every": cfg.spray.ack_every,
             "ack_delay_ms": cfg.spray.ack_delay_ms,
             "probe_interval_ms": cfg.spray.probe_interval_ms,
