@@ -148,7 +148,10 @@ connection and path per plane and flow: channels), spray (UDP from the hosts ove
 disjoint SRv6 paths from GetPaths, retiring a path at its first loss). The ideal is the
 host cut (the busiest host's payload over its NICs). With --fail, the link fails a third
 of the way into iteration 3 and is restored --failed-for seconds later; progress lost is
-the extra completion time of the iterations it overlapped.
+the extra completion time of the iterations it overlapped. With a failure longer than two
+iterations (--failed-for 3), the iterations entirely inside it give the fabric's pace
+without the link, and the report also gives the progress lost beyond that (what the
+reaction, not the missing capacity, cost).
 """
 
 
@@ -211,7 +214,8 @@ def _register_collectives(
     )  # fmt: skip
     col.add_argument(
         "--failed-for", type=_positive_float, default=1.0, metavar="S",
-        help="seconds the failure lasts (default: 1)",
+        help="seconds the failure lasts (default: 1; 3 also measures the pace without "
+        "the link, see above)",
     )  # fmt: skip
     col.add_argument(
         "--spray-k", type=_positive_int, default=4, metavar="K",
