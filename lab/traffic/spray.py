@@ -770,20 +770,6 @@ class SprayEngine:
                     # queues fill fast at the start).
                     overtaken = st.samples >= 4 and s.last_ack_send_ns > sent
                     reorder = self.reorder_ns(s, st)
-                    if overtaken and late > reorder:
-                        q.popleft()
-                        why = f"no ack after {late / 1e6:.1f} ms, " + (
-                            "its copy on another path was"
-                            if copied
-                            else "later packets on other paths were"
-                        )
-                        if copied:
-                            del s.copies[seq]
-                            st.in_flight -= 1
-                            self._verdict(s, st, why)
-                        else:
-                            self._lost(s, st.index, seq, why)
-                        continue
                     if (
                         not overtaken
                         and not copied
@@ -802,15 +788,22 @@ class SprayEngine:
                         s.resend.appendleft(seq)
                         s.late_copies += 1
                         continue
-                    if late > max(4 * rto, 4 * slowest, 200e6):
-                        q.popleft()
-                        why = f"no ack after {late / 1e6:.1f} ms"
-                        if copied:
-                            del s.copies[seq]
-                            st.in_flight -= 1
-                            self._verdict(s, st, why)
-                        else:
-                            self._lost(s, st.index, seq, why)
+                    why = f"no ack after {late / 1e6:.1f} ms"
+                    if overtaken and late > reorder:
+                        why += ", " + (
+                            "its copy on another path was"
+                            if copied
+                            else "later packets on other paths were"
+                        )
+                    elif late <= max(4 * rto, 4 * slowest, 200e6):
+                        continue
+                    q.popleft()
+                    if copied:  # its copy is in flight or arrived: judge the path only
+                        del s.copies[seq]
+                        st.in_flight -= 1
+                        self._verdict(s, st, why)
+                    else:
+                        self._lost(s, st.index, seq, why)
                     continue
                 if now >= st.probe_due_ns:
                     expired = [k for k, t in st.probe_pending.items() if now - t > probe_timeout]
