@@ -15,6 +15,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from controller.southbound.gate import REROUTE_WRITES
+
 LOG = logging.getLogger("srv6lab.controller")
 DEFAULT_LISTEN = "127.0.0.1:50051"
 ENV_RUN_DIR = "SRV6LAB_RUN_DIR"
@@ -119,6 +121,13 @@ def add_run_arguments(p: argparse.ArgumentParser) -> None:
         help="a probe or echo reply not back this long after it was sent is lost "
         "(default 4 ms: the machine's CPU jitter; probes never queue behind data)",
     )  # fmt: skip
+    p.add_argument(
+        "--reroute-writes", type=int, default=REROUTE_WRITES, metavar="N",
+        help="a fast reroute writes to N switches at once, those that repair the most "
+        f"destinations first (default {REROUTE_WRITES}: the lab's switches share the "
+        "controller's cores, and writes that go out together finish late together; "
+        "switches on their own hardware want more)",
+    )  # fmt: skip
     p.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
     p.add_argument("--log-format", default="text", choices=("text", "json"))
     p.add_argument("--log-file", metavar="FILE", help="log here instead of stderr")
@@ -191,6 +200,7 @@ async def _main(  # noqa: PLR0917
         state_dir=state_dir,
         connectivity=not args.no_connectivity,
         interval=args.reconcile_interval,
+        reroute_writes=args.reroute_writes,
     )
     await service.start()
     _settle_collector()

@@ -45,13 +45,15 @@ from controller.intents import (
     check_possible,
     fast_reroute,
     parse_spec,
+    repair_order,
     solve,
     spec_dict,
 )
 from controller.intents.engine import LinkKey, pair
 from controller.metrics import Metrics
 from controller.paths import LiveGraph
-from controller.reconcile import Normalized, Plan, diff, normalize_all
+from controller.reconcile import Normalized, Plan, breaks_deferred, diff, normalize_all
+from controller.southbound.gate import REROUTE_WRITES, WriteGate
 from controller.southbound.inventory import SwitchAddress
 from controller.southbound.session import P4INFO, SessionEvent, SwitchSession
 from controller.topology import Topology
@@ -152,6 +154,7 @@ class ControllerService:
         apply_timeout: float = 10.0,
         p4info: Path = P4INFO,
         metrics: Metrics | None = None,
+        reroute_writes: int = REROUTE_WRITES,
     ) -> None:
         self.topo = topo
         self.schema = fy.P4Schema(p4info)
@@ -174,6 +177,7 @@ class ControllerService:
         self._standby: dict[str, tuple[Normalized, ...]] = {}
         """Per switch: the headend members of the current solution's backup paths."""
         self._lock = asyncio.Lock()
+        self.gate = WriteGate(reroute_writes)
         unknown = [s.name for s in switches if not topo.is_switch(s.name)]
         if unknown:
             raise ValueError(
@@ -187,6 +191,7 @@ class ControllerService:
                 election_id=election_id,
                 interval=interval,
                 on_event=self._session_event,
+                gate=self.gate,
             )
             for s in switches
         }
@@ -373,10 +378,19 @@ class ControllerService:
                 # stays up and drops: so prune it at its ends first, a write to two switches
                 rules = fast_reroute(self.topo, self.solution, changed, prune=True)
                 if rules:
+                    order = repair_order(self.solution, changed, rules)
                     timeline.computed_ns = time.monotonic_ns()
+                    # what the new paths no longer use is deleted by the recompute: the
+                    # deletes are no repair, and their writes took CPU from the ones that are
                     version = self._push(
-                        {n: self._with_standby(n, self._normalized(r)) for n, r in rules.items()},
+                        {
+                            n: breaks_deferred(
+                                self._with_standby(n, self._normalized(r)), self._holding(n)
+                            )
+                            for n, r in ((n, rules[n]) for n in order)
+                        },
                         only=True,
+                        ranks={n: i for i, n in enumerate(order)},
                     )
                     timeline.pushed_ns = time.monotonic_ns()
                     refused = await self.wait_applied(version)
@@ -435,17 +449,38 @@ class ControllerService:
         LOG.debug("version %d: %s", version, why)
         return version
 
-    def _push(self, desired: Mapping[str, Sequence[Any]], *, only: bool = False) -> int:
+    def _push(
+        self,
+        desired: Mapping[str, Sequence[Any]],
+        *,
+        only: bool = False,
+        ranks: Mapping[str, int] | None = None,
+    ) -> int:
         """A new version: ``desired`` per switch; with ``only``, switches not named keep
-        what they have (their version just moves)."""
+        what they have (their version just moves). With ``ranks``, the named switches'
+        writes go through the gate in that order (and their sessions wake in it)."""
         self.version += 1
-        for name, session in self.sessions.items():
+        ranks = ranks or {}
+        names = sorted(self.sessions, key=lambda n: ranks.get(n, len(ranks)))
+        for name in names:
+            session = self.sessions[name]
             if only and name not in desired:
                 session.touch(self.version)
             else:
-                session.set_desired(self.version, normalize_all(desired.get(name, ()), self.schema))
+                session.set_desired(
+                    self.version,
+                    normalize_all(desired.get(name, ()), self.schema),
+                    rank=ranks.get(name),
+                )
         self._notify()
         return self.version
+
+    def _holding(self, switch: str) -> tuple[Normalized, ...]:
+        """What the session of ``switch`` is to hold now (its last desired state)."""
+        session = self.sessions.get(switch)
+        if session is None or session.desired is None:
+            return ()
+        return session.desired.entities
 
     def desired_entities(self, switch: str) -> list[Normalized]:
         rules = self.solution.rules.get(switch)

@@ -10,6 +10,7 @@ from controller.intents.engine import (
     Steered,
     check_possible,
     fast_reroute,
+    repair_order,
     solve,
 )
 from controller.intents.model import (
@@ -49,6 +50,7 @@ __all__ = [
     "describe",
     "fast_reroute",
     "parse_spec",
+    "repair_order",
     "solve",
     "spec_dict",
 ]

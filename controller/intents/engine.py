@@ -198,6 +198,32 @@ def fast_reroute(
     return out
 
 
+def repair_order(
+    before: Solution, dead: Iterable[LinkKey], rules: Mapping[str, SwitchRules]
+) -> list[str]:
+    """The switches of a fast reroute (``rules``, from :func:`fast_reroute`) in the order
+    their writes should go: the ones that repair the most destinations first. A switch
+    repairs a destination for every route whose ECMP group the reroute changes there (the
+    point of local repair: every flow toward it that crossed the dead link, whatever its
+    ingress) and for every policy of its own that moves off the dead links; ties by name.
+    On a shared CPU, writes that go out together all finish late together; in this order
+    the first ones finish early and the last no later."""
+    gone = frozenset(dead)
+    repaired: dict[str, int] = {}
+    for p in before.policies:
+        if any(s.links & gone for s in p.lists):
+            repaired[p.key[0]] = repaired.get(p.key[0], 0) + 1
+    for name, after in rules.items():
+        old = before.rules.get(name)
+        if old is None:
+            continue
+        kept = set(old.ecmp_groups)
+        changed = {g.id for g in after.ecmp_groups if g not in kept}
+        hit = sum(1 for r in old.routes if r.group_id is not None and r.group_id in changed)
+        repaired[name] = repaired.get(name, 0) + hit
+    return sorted(rules, key=lambda n: (-repaired.get(n, 0), n))
+
+
 def _prune_dead_members(
     topo: Topology, before: Solution, dead: frozenset[LinkKey]
 ) -> dict[str, SwitchRules]:

@@ -243,19 +243,21 @@ def diff(
 
     writes: dict[int, list[Change]] = {r: [] for r in RANKS}
     deletes: dict[int, list[Change]] = {r: [] for r in RANKS}
-    for key in sorted(want):
+    # only what changes is sorted (by key, for a plan that reads the same every time):
+    # sorting every key of both sides was half of a diff's time
+    for key in sorted(k for k, n in want.items() if have.get(k) != n):
         n = want[key]
         old = have.get(key)
         if old is None:
             kind: ChangeKind = "modify" if key.is_default else "insert"
             writes[rank(key, param_refs)].append(Change(kind, n, old))
-        elif old != n:
+        else:
             if old.const:
                 raise ReconcileError(f"{key} is const on the switch and cannot change")
             writes[rank(key, param_refs)].append(Change("modify", n, old))
-    for key in sorted(have):
+    for key in sorted(k for k in have if k not in want):
         old = have[key]
-        if key not in want and not old.const and not key.is_default:
+        if not old.const and not key.is_default:
             deletes[rank(key, param_refs)].append(Change("delete", old))
 
     order: list[tuple[Phase, list[Change]]] = [
@@ -269,6 +271,25 @@ def diff(
         ("break", deletes[RANK_REFERENCED_TABLE]),
     ]
     return Plan(tuple(_batch(phase, changes) for phase, changes in order if changes))
+
+
+def breaks_deferred(
+    desired: Iterable[Normalized],
+    current: Iterable[Normalized],
+    param_refs: Mapping[str, tuple[str, str]] = NEXT_HOP_REFERENCES,
+) -> list[Normalized]:
+    """``desired`` plus what of ``current`` it drops that only a reference reaches (action
+    profile members and groups, entries of the tables that action parameters name): a plan
+    toward the result makes and moves like one toward ``desired`` and leaves out most of the
+    break phase, the larger part of a reroute's updates. Nothing forwards through an entity
+    that nothing references, so keeping it a while changes no packet's path; the next plan
+    toward ``desired`` itself deletes it. Table entries that match packets are never kept.
+    Closed under references when both sets are: what a kept entity names is desired or
+    kept."""
+    out = list(desired)
+    keys = {n.key for n in out}
+    out.extend(n for n in current if n.key not in keys and rank(n.key, param_refs) != RANK_TABLE)
+    return out
 
 
 def _batch(phase: Phase, changes: list[Change]) -> Batch:

@@ -6,6 +6,7 @@ asyncio loop. What the switches hold is read from their own data planes."""
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
@@ -15,7 +16,7 @@ from typing import Any
 import grpc
 import pytest
 
-from controller.intents import Disjoint
+from controller.intents import Disjoint, fast_reroute, repair_order
 from controller.northbound import srv6lab_pb2 as pb
 from controller.northbound import srv6lab_pb2_grpc as pb_grpc
 from controller.northbound.server import start_api, stop_api
@@ -308,6 +309,49 @@ def test_link_down_moves_intents_to_backups_then_recomputes(tmp_path: Path) -> N
 
             assert await service.link_changed(dead, True, "test")
             assert service.state_of("gpu").paths == gpu.paths, "preferred paths not restored"
+            assert not any((await service.plans()).values())
+
+    run(scenario, tmp_path)
+
+
+def test_a_fast_reroute_writes_in_repair_order_and_leaves_deletes_to_the_recompute(
+    tmp_path: Path,
+) -> None:
+    """One write at a time (``reroute_writes=1``): the fast reroute reaches its switches in
+    :func:`repair_order`, the ends of the dead link first, and none of its writes deletes a
+    member or group (what the new paths no longer use waits for the recompute, which
+    deletes it)."""
+
+    async def scenario(tmp: Path) -> None:
+        async with fabric(tmp) as f, api(f, reroute_writes=1) as (service, stub):
+            await stub.CreateIntent(pb.CreateIntentRequest(id="gpu", spec=disjoint("h1", "h16", 2)))
+            nodes = service.solution.states["gpu"].paths[0].path.nodes
+            dead = frozenset(nodes[2:4])  # aggX-coreY
+            expected = repair_order(
+                service.solution, [dead], fast_reroute(f.topo, service.solution, [dead], prune=True)
+            )
+            assert set(dead) <= set(expected[:2])  # both ends prune: every route through it
+            seen: list[tuple[int, str, Change]] = []
+            for name, dp in f.dataplanes.items():
+
+                def watch(change: Change, name: str = name) -> None:
+                    seen.append((time.monotonic_ns(), name, change))
+
+                dp.refuse = watch
+            assert await service.link_changed(dead, False, "test")
+            acked = service.timelines[-1].acked_ns
+            fast = [(name, c) for t, name, c in seen if t <= acked]
+            first = list(dict.fromkeys(name for name, _ in fast))
+            assert first == expected
+            profile = ("action_profile_member", "action_profile_group")
+
+            def deleted(c: Change) -> bool:
+                return c.kind is ChangeKind.DELETE and (
+                    c.before is not None and c.before.WhichOneof("entity") in profile
+                )
+
+            assert not any(deleted(c) for _, c in fast)
+            assert any(deleted(c) for t, _, c in seen if t > acked)
             assert not any((await service.plans()).values())
 
     run(scenario, tmp_path)

@@ -20,6 +20,7 @@ from controller.intents import (
     check_possible,
     fast_reroute,
     parse_spec,
+    repair_order,
     solve,
     spec_dict,
 )
@@ -221,3 +222,21 @@ def test_two_plane_collective_steers_one_channel_per_plane() -> None:
         assert dst_nic.plane == plane and policy.key[1] == dst_nic.prefix
     planes = sorted(pod.graph.nodes[p.key[0]]["plane"] for p in sol.policies)
     assert planes == [0, 0, 0, 0, 1, 1, 1, 1]
+
+
+def test_repair_order_puts_the_switches_that_repair_the_most_first(ft: Topology) -> None:
+    """A gray agg1-core1 under connectivity and explicit h1 -> hN intents through core1:
+    agg1's pruned group is the local repair of every route through it (all of pod 1's
+    traffic leaving by core1), edge1 moves the most policies, core1's prune repairs only
+    the locators it reaches through agg1, and each reverse path's ingress moves one."""
+    intents = [Intent("c", Connectivity())] + [
+        Intent(f"e{n}", Explicit("h1", f"h{n}", ("core1",))) for n in (5, 7, 9, 11, 13, 15)
+    ]
+    sol = solve(ft, LiveGraph(ft.graph), intents)
+    dead = frozenset(("agg1", "core1"))
+    rules = fast_reroute(ft, sol, [dead], prune=True)
+    order = repair_order(sol, [dead], rules)
+    assert sorted(order) == sorted(rules)
+    assert order[:3] == ["agg1", "edge1", "core1"]
+    assert order[3:] == sorted(order[3:])  # one policy each: by name
+    assert repair_order(sol, [dead], {}) == []

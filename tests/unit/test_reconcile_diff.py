@@ -28,7 +28,7 @@ from controller.compiler import (
     host_prefix,
     segment_list,
 )
-from controller.reconcile import Normalized, Plan, ReconcileError, diff, normalize
+from controller.reconcile import Normalized, Plan, ReconcileError, breaks_deferred, diff, normalize
 from controller.topology import Topology, load
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -573,3 +573,48 @@ def test_a_headend_policy_changes_its_lists_make_before_break(schema: fy.P4Schem
         ("break", "headend_selector groups", ["delete"]),
         ("break", "headend_selector members", ["delete"]),
     ]
+
+
+def test_breaks_deferred_keeps_unused_members_and_groups_not_entries(
+    schema: fy.P4Schema,
+) -> None:
+    """A fast reroute's state: route 1 leaves group 100 for member 2, route 2 is gone. The
+    plan makes and moves as the one toward ``after`` does but deletes only the route (a
+    table entry may forward); group 100 and member 1 stay until a plan toward ``after``
+    itself, which then deletes them in make-before-break order."""
+    before = base()
+    after = [
+        next_hop(1),
+        next_hop(2),
+        member(1, 1),
+        member(2, 2),
+        route("2001:db8:1::/64", member_id=2),
+        ua("fcbb:bb00:e001::/48", 1),
+    ]
+    want = [normalize(e, schema) for e in after]
+    held = [normalize(e, schema) for e in before]
+    deferred = breaks_deferred(want, held)
+    group_key = normalize(group(100, 1, 2), schema).key
+    assert {n.key for n in deferred} - {n.key for n in want} == {group_key}
+    plan = reconcile(deferred, before, schema, random.Random(11))
+    assert kinds(plan) == [
+        ("move", "modify", str(want[4].key)),
+        ("break", "delete", str(normalize(route("2001:db8:2::/64", member_id=1), schema).key)),
+    ]
+    later = reconcile(after, [n.to_finsy() for n in deferred], schema, random.Random(12))
+    assert kinds(later) == [("break", "delete", str(group_key))]
+
+
+def test_breaks_deferred_takes_the_desired_form_of_a_key_both_hold(schema: fy.P4Schema) -> None:
+    """A group the new state modifies is in its new form, not kept as it was; a kept
+    member keeps the next hop it names (only a reference reaches either); the result is
+    closed under references."""
+    want = [normalize(e, schema) for e in [next_hop(1), member(1, 1), group(100, 1)]]
+    assert breaks_deferred(want, want) == want
+    deferred = breaks_deferred(want, [normalize(e, schema) for e in base()])
+    by_key = {n.key: n for n in deferred}
+    assert by_key[want[2].key] == want[2]  # group 100 with member 1 only
+    assert normalize(member(2, 2), schema) in deferred  # unused, kept
+    assert normalize(next_hop(2), schema) in deferred  # member 2 names it
+    assert not any(n.key.table in ("routing_v6", "my_sid") for n in deferred)
+    assert not diff(deferred, deferred, schema)  # closed: diff checks every reference
