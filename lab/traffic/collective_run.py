@@ -57,8 +57,10 @@ from lab.traffic.spray import (
 )
 from lab.traffic.spray_partition import (
     IterationBarrier,
+    barrier_delays_ms,
     default_workers,
     merge_stats,
+    parse_reached,
     partition_ranks,
 )
 
@@ -342,8 +344,9 @@ class Coordinator(Protocol):
         (all done, or told to). Never blocks."""
         ...
 
-    def reached(self, index: int, stamp_ns: int) -> None:
-        """This set's receivers have every packet of iteration ``index`` (at ``stamp_ns``)."""
+    def reached(self, index: int, stamp_ns: int, flows_ns: dict[int, int]) -> None:
+        """This set's receivers have every packet of iteration ``index`` (at ``stamp_ns``;
+        ``flows_ns``: flow id -> when its receiver had all of it)."""
         ...
 
 
@@ -359,10 +362,10 @@ class LocalBarrier:
     def go(self) -> int | None:
         return len(self._started) - 1 if len(self._started) <= self.spec.iterations else None
 
-    def reached(self, index: int, stamp_ns: int) -> None:
+    def reached(self, index: int, stamp_ns: int, flows_ns: dict[int, int]) -> None:
         spec = self.spec
         it = Iteration(index, self._started[index], stamp_ns, spec.size, len(spec.hosts),
-                       spec.pattern)  # fmt: skip
+                       spec.pattern, tuple(flows_ns[f] for f in sorted(flows_ns)))  # fmt: skip
         self.results.append(it)
         _say(f"ITER {index} {stamp_ns}")
         self._started.append(stamp_ns)
@@ -398,9 +401,16 @@ def open_spray(
     return engine, [*send.values(), *recv.values()]
 
 
+TIMER_TICK = 1_000_000
+"""The engine's timers run at most once per ms (ns): a turn that read a burst of
+packets came back at once, and judging every path of every flow again each time cost a
+CPU-bound spray process 14 % of its time (py-spy); the timers work in steps of 5 ms and
+more."""
+
+
 def spray_rounds(
     spec: RunSpec, engine: SprayEngine, barrier: Coordinator, stop: threading.Event
-) -> None:
+) -> int:
     """Run the engine's ranks through the iterations the barrier allows: send, receive,
     ack; report each iteration once this engine's receivers have all of it, and keep
     receiving and acking (the other ranks' senders need it) until told to stop."""
@@ -422,6 +432,9 @@ def spray_rounds(
         engine.on_delivered = delivered
     receivers = list(engine.receivers.values())
     started = reported = -1
+    timed = turns = 0
+    done: dict[int, int] = {}
+    """Flow id -> when its receiver had all of the iteration being watched."""
     while not stop.is_set():
         allowed = barrier.go()
         if allowed is None:
@@ -433,16 +446,24 @@ def spray_rounds(
                 # before the go arrived (another worker's ranks started it first)
                 s.limit = max(s.limit, shape.first_limit(started))
         now = time.monotonic_ns()
-        engine.timers(now)
+        turns += 1
+        if now - timed >= TIMER_TICK:
+            engine.timers(now)
+            timed = now
         engine.pump(now)
         if reported < started:
             goal = (reported + 2) * shape.per_iter
-            if all(r.unique >= goal for r in receivers):
+            for r in receivers:
+                if r.unique >= goal and r.flow.flow_id not in done:
+                    done[r.flow.flow_id] = now
+            if len(done) == len(receivers):
                 reported += 1
-                barrier.reached(reported, time.monotonic_ns())
+                barrier.reached(reported, time.monotonic_ns(), done)
+                done = {}
                 continue
         engine.poll(0.001)
         engine.flush_acks()
+    return turns
 
 
 def _spray_result(
@@ -471,8 +492,8 @@ def run_spray(spec: RunSpec, stop: threading.Event) -> dict[str, Any]:
         barrier = LocalBarrier(spec)
         started = barrier._started[0]
         _say(f"READY {started}")
-        spray_rounds(spec, engine, barrier, stop)
-        return _spray_result(spec, started, barrier.results, engine.stats())
+        turns = spray_rounds(spec, engine, barrier, stop)
+        return _spray_result(spec, started, barrier.results, {**engine.stats(), "turns": turns})
     finally:
         engine.close()
         for sock in socks:
@@ -482,9 +503,10 @@ def run_spray(spec: RunSpec, stop: threading.Event) -> dict[str, Any]:
 class SprayWorkers:
     """The worker processes of a spray run (``python -m lab.traffic.spray_worker``), one
     per part of the ranks, and the iteration barrier between them over their pipes: a
-    worker prints ``REACHED <index> <ns>`` when its receivers have an iteration; once all
-    have, this process prints ``ITER`` and sends every worker ``GO <next>``; closing a
-    worker's stdin stops it, and it prints ``RESULT <its stats as JSON>``. The workers
+    worker prints ``REACHED <index> <ns> <flow>:<ns>,...`` when its receivers have an
+    iteration; once all have, this process prints ``ITER`` and sends every worker ``GO
+    <next>``; closing a worker's stdin stops it, and it prints ``RESULT <its stats as
+    JSON>``. The workers
     are terminated on exit (also on error); each also stops when this process dies (its
     stdin closes, and a parent-death signal)."""
 
@@ -569,15 +591,16 @@ class SprayWorkers:
             ready = [fds[fd] for fd in select.select(list(fds), [], [], 0.05)[0]]
             for i in ready:
                 for line in self.lines[i].available():
-                    word, *rest = line.split()
-                    if word != "REACHED" or len(rest) != 2:
-                        raise self._fail(i, f"said {line[:500]!r} during the run")
-                    index, stamp = int(rest[0]), int(rest[1])
-                    finished = barrier.report(i, index, stamp)
+                    try:
+                        index, stamp, flows_ns = parse_reached(line)
+                    except ValueError as exc:
+                        raise self._fail(i, str(exc)) from None
+                    finished = barrier.report(i, index, stamp, flows_ns)
                     if finished is None:
                         continue
                     it = Iteration(index, start_of[index], finished, spec.size,
-                                   len(spec.hosts), spec.pattern)  # fmt: skip
+                                   len(spec.hosts), spec.pattern,
+                                   barrier.flow_finished(index))  # fmt: skip
                     results.append(it)
                     _say(f"ITER {index} {finished}")
                     if index + 1 < spec.iterations:
@@ -597,7 +620,10 @@ class SprayWorkers:
                     break
                 if not line.startswith("REACHED "):
                     raise self._fail(i, f"said {line[:500]!r}, not RESULT")
-        return _spray_result(spec, started, results, merge_stats(stats, self.parts))
+        merged = merge_stats(stats, self.parts)
+        go_ns = [{int(k): int(v) for k, v in s.get("go_ns", {}).items()} for s in stats]
+        merged["barrier_ms"] = barrier_delays_ms([it.finished_ns for it in results], go_ns)
+        return _spray_result(spec, started, results, merged)
 
 
 class LineReader:

@@ -64,24 +64,62 @@ class IterationBarrier:
     workers: int
     reached: dict[int, dict[int, int]] = field(default_factory=dict)
     """iteration -> worker -> monotonic ns its receivers had everything."""
+    flows: dict[int, dict[int, int]] = field(default_factory=dict)
+    """iteration -> flow id -> monotonic ns its receiver had everything."""
 
-    def report(self, worker: int, index: int, stamp_ns: int) -> int | None:
+    def report(
+        self, worker: int, index: int, stamp_ns: int, flows_ns: Mapping[int, int] | None = None
+    ) -> int | None:
         """Worker ``worker`` says its receivers finished iteration ``index`` at
-        ``stamp_ns``: the iteration's finish (ns) once every worker has said so, else
-        None. A second report of one worker for one iteration is an error."""
+        ``stamp_ns`` (``flows_ns``: each of its flows' finish): the iteration's finish
+        (ns) once every worker has said so, else None. A second report of one worker for
+        one iteration, or of one flow by two workers, is an error."""
         if not 0 <= worker < self.workers:
             raise ValueError(f"iteration barrier: no worker {worker} of {self.workers}")
         got = self.reached.setdefault(index, {})
         if worker in got:
             raise ValueError(f"iteration barrier: worker {worker} reported {index} twice")
         got[worker] = stamp_ns
+        flows = self.flows.setdefault(index, {})
+        for flow, ns in (flows_ns or {}).items():
+            if flow in flows:
+                raise ValueError(f"iteration barrier: flow {flow} of {index} reported twice")
+            flows[flow] = ns
         if len(got) < self.workers:
             return None
         return max(got.values())
 
+    def flow_finished(self, index: int) -> tuple[int, ...]:
+        """When each flow of iteration ``index`` finished, in flow id order."""
+        flows = self.flows.get(index, {})
+        return tuple(flows[f] for f in sorted(flows))
+
+
+def format_reached(index: int, stamp_ns: int, flows_ns: Mapping[int, int]) -> str:
+    """A worker's ``REACHED`` line (:func:`parse_reached` reads it)."""
+    flows = ",".join(f"{f}:{ns}" for f, ns in sorted(flows_ns.items()))
+    return f"REACHED {index} {stamp_ns} {flows or '-'}"
+
+
+def parse_reached(line: str) -> tuple[int, int, dict[int, int]]:
+    """(iteration, stamp ns, flow id -> ns) of a ``REACHED`` line; ValueError naming the
+    line if it is not one."""
+    words = line.split()
+    try:
+        if len(words) != 4 or words[0] != "REACHED":
+            raise ValueError
+        flows = {}
+        if words[3] != "-":
+            for item in words[3].split(","):
+                flow, _, ns = item.partition(":")
+                flows[int(flow)] = int(ns)
+        return int(words[1]), int(words[2]), flows
+    except ValueError:
+        raise ValueError(f"not a REACHED line: {line[:200]!r}") from None
+
 
 _SUMMED = ("duplicates", "retransmits", "tail_resends", "kept_last_path", "send_errors",
-           "stray_packets", "stalls")  # fmt: skip
+           "stray_packets", "stalls", "turns")  # fmt: skip
 
 
 def merge_stats(
@@ -113,4 +151,19 @@ def merge_stats(
     out["stalls_per_worker"] = [int(p.get("stalls", 0)) for p in parts]
     if ranks:
         out["workers"] = [list(r) for r in ranks]
+    return out
+
+
+def barrier_delays_ms(
+    finished_ns: Sequence[int], go_ns: Sequence[Mapping[int, int]]
+) -> list[float]:
+    """Per iteration after the first: from the end of the one before (the last receiver
+    done) to the last worker reading its GO, in ms: the barrier's own cost, which the
+    iteration's completion time includes. ``go_ns``: per worker, iteration -> when it
+    read that GO."""
+    out = []
+    for index in range(1, len(finished_ns)):
+        reads = [g[index] for g in go_ns if index in g]
+        if len(reads) == len(go_ns):
+            out.append(round((max(reads) - finished_ns[index - 1]) / 1e6, 3))
     return out

@@ -4,11 +4,12 @@ the ranks, in this process's own thread, so that a run's packets use more than o
 
 Protocol, on stdin: the run's spec (JSON, one line), then ``{"worker": i, "ranks": [...],
 "parent": pid}``, then ``GO <index>`` lines (the last iteration it may start). On stdout:
-``READY`` once its sockets are open, ``REACHED <index> <monotonic ns>`` when its receivers
-have every packet of an iteration, and ``RESULT <stats JSON>`` once stdin is closed (then
-it exits); ``ERROR <message>`` if it cannot start. It stops without a result on SIGTERM
-and when its parent dies (stdin closes; a parent-death signal as well). No threads: the
-control pipe is read without blocking between the engine's turns.
+``READY`` once its sockets are open; ``REACHED <index> <monotonic ns> <flow>:<ns>,...``
+when its receivers have every packet of an iteration (and when each had its flow's);
+``RESULT <stats JSON>`` once stdin is closed (then it exits); ``ERROR <message>`` if it
+cannot start. It stops without a result on SIGTERM and when its parent dies (stdin
+closes; a parent-death signal as well). No threads: the control pipe is read without
+blocking between the engine's turns.
 """
 
 from __future__ import annotations
@@ -19,10 +20,12 @@ import os
 import signal
 import sys
 import threading
+import time
 from typing import Any
 
 from lab.errors import LabError
 from lab.traffic.collective_run import RunSpec, open_spray, spray_rounds
+from lab.traffic.spray_partition import format_reached
 
 PR_SET_PDEATHSIG = 1
 
@@ -37,6 +40,8 @@ class PipeBarrier:
         self.buf = b""
         self.allowed = -1
         self.closed = False
+        self.go_ns: dict[int, int] = {}
+        """iteration -> monotonic ns its GO was read."""
 
     def go(self) -> int | None:
         if not self.closed:
@@ -49,12 +54,15 @@ class PipeBarrier:
             elif data:
                 self.buf += data
                 *lines, self.buf = self.buf.split(b"\n")
+                now = time.monotonic_ns()
                 for line in lines:
-                    self.allowed = max(self.allowed, parse_go(line.decode()))
+                    index = parse_go(line.decode())
+                    self.go_ns[index] = now
+                    self.allowed = max(self.allowed, index)
         return None if self.closed else self.allowed
 
-    def reached(self, index: int, stamp_ns: int) -> None:
-        print(f"REACHED {index} {stamp_ns}", flush=True)
+    def reached(self, index: int, stamp_ns: int, flows_ns: dict[int, int]) -> None:
+        print(format_reached(index, stamp_ns, flows_ns), flush=True)
 
 
 def parse_go(line: str) -> int:
@@ -102,13 +110,14 @@ def main() -> int:
             import cProfile
 
             prof = cProfile.Profile()
-            prof.runcall(spray_rounds, spec, engine, barrier, stop)
+            turns = prof.runcall(spray_rounds, spec, engine, barrier, stop)
             prof.dump_stats(f"{profile}.w{worker}")
         else:
-            spray_rounds(spec, engine, barrier, stop)
+            turns = spray_rounds(spec, engine, barrier, stop)
         if stop.is_set():
             return 1
-        print(f"RESULT {json.dumps(engine.stats())}", flush=True)
+        result = {**engine.stats(), "turns": turns, "go_ns": barrier.go_ns}
+        print(f"RESULT {json.dumps(result)}", flush=True)
         return 0
     finally:
         engine.close()
