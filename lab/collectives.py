@@ -57,6 +57,7 @@ from lab.traffic.spray import (
     SprayPath,
     rule_commands,
 )
+from lab.traffic.spray_partition import default_workers
 
 MODES = ("ecmp", "pinned", "spray")
 Progress = Callable[[str], None]
@@ -737,7 +738,7 @@ def run_bench(
             "ack_delay_ms": cfg.spray.ack_delay_ms,
             "probe_interval_ms": cfg.spray.probe_interval_ms,
             "readmit_after": cfg.spray.readmit_after,
-            "workers": cfg.spray_workers or "one per CPU core",
+            "workers": cfg.spray_workers or default_workers(len(cfg.hosts)),
             "packet_bytes": cfg.spray.packet,
             "payload_bytes": cfg.spray.payload,
         },

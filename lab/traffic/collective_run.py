@@ -493,7 +493,8 @@ def run_spray(spec: RunSpec, stop: threading.Event) -> dict[str, Any]:
         started = barrier._started[0]
         _say(f"READY {started}")
         turns = spray_rounds(spec, engine, barrier, stop)
-        return _spray_result(spec, started, barrier.results, {**engine.stats(), "turns": turns})
+        stats = {**engine.stats(), "turns": turns, "workers": [list(range(n))]}
+        return _spray_result(spec, started, barrier.results, stats)
     finally:
         engine.close()
         for sock in socks:
