@@ -7,7 +7,10 @@ plane's NIC addresses).
   plane, each between the hosts' NICs in that plane), driven by
   :class:`lab.traffic.collective.CollectiveRun` (ring all-reduce or all-to-all in
   bulk-synchronous iterations).
-- ``spray``: the same iterations over :class:`lab.traffic.spray.SprayEngine`.
+- ``spray``: the same iterations over :class:`lab.traffic.spray.SprayEngine`, in this
+  process or split over worker processes by rank (``spray_workers``; default one per CPU
+  core: :class:`SprayWorkers`, :mod:`lab.traffic.spray_partition`), with the barrier
+  between iterations through this process.
 
 Protocol (``python -m lab.traffic.collective_run OUT``): the spec (JSON) on stdin; it
 prints ``READY <monotonic ns>``, ``ITER <index> <finished ns>`` after each iteration, and

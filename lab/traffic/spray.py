@@ -310,9 +310,10 @@ Event = dict[str, Any]
 
 
 class SprayEngine:
-    """Every flow of a run, in one thread: senders, receivers, acks, loss detection,
-    retirement and probing. ``on_delivered(flow_id, unique)`` runs when a flow's receiver
-    counts a new packet (the collective's step logic lives there)."""
+    """Every flow of a run (or of some of its ranks: ``ranks``), in one thread: senders,
+    receivers, acks, loss detection, retirement and probing. ``on_delivered(flow_id,
+    unique)`` runs when a flow's receiver counts a new packet (the collective's step logic
+    lives there)."""
 
     def __init__(
         self,
