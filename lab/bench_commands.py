@@ -232,6 +232,12 @@ def _register_collectives(
         "product on fat-tree-4)",
     )  # fmt: skip
     col.add_argument(
+        "--spray-workers", type=_positive_int, metavar="N",
+        help="spray: processes that run the hosts' spray, each a part of the hosts balanced "
+        "by flows (default: one per CPU core, at most one per host; 1: all in one process, "
+        "as before)",
+    )  # fmt: skip
+    col.add_argument(
         "--unpaced", action="store_true",
         help="do not pace the senders to their NICs (TCP: max-min fair share per connection; "
         "spray: a token bucket per NIC); for comparison",
@@ -430,6 +436,7 @@ def _collectives(args: argparse.Namespace) -> int:
             spray=spray_cfg,
             pace=not args.unpaced,
             mtu=args.mtu,
+            spray_workers=args.spray_workers or 0,
         )
         print(
             f"srv6lab bench collectives: {topo.summary()}, links at {link_mbps:g} Mbit/s, "

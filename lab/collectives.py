@@ -58,6 +58,7 @@ from lab.traffic.spray import (
     SprayPath,
     rule_commands,
 )
+from lab.traffic.spray_partition import default_workers
 
 MODES = ("ecmp", "pinned", "spray")
 Progress = Callable[[str], None]
@@ -85,6 +86,9 @@ class BenchConfig:
     mtu: int = 1500
     """The hosts' MTU (the lab's host links; TCP's MSS clamp follows it; spray's packet
     size is ``spray.packet``, which the caller sizes from it)."""
+    spray_workers: int = 0
+    """Spray: worker processes, each running the spray of a part of the hosts (0: one
+    per CPU core, at most one per host)."""
 
 
 def scaled_topology(source: Path, mbps: float, out: Path) -> Path:
@@ -519,7 +523,8 @@ def run_mode(
         spec = RunSpec(transport, TRAFFIC_PATTERN[cfg.pattern], hosts, netns, specs, cfg.size,
                        cfg.iterations, cfg.spray,
                        nic_rates(topo, hosts) if cfg.pace else (),
-                       cfg.pace_headroom, cfg.ack_tclass, cfg.mtu)  # fmt: skip
+                       cfg.pace_headroom, cfg.ack_tclass, cfg.mtu,
+                       spray_workers=cfg.spray_workers)  # fmt: skip
         before = port_bytes(topo, view)
         tcp_before = tcp_counters(view, hosts)
         load_before = os.getloadavg()
@@ -770,6 +775,7 @@ def run_bench(
             "ack_delay_ms": cfg.spray.ack_delay_ms,
             "probe_interval_ms": cfg.spray.probe_interval_ms,
             "readmit_after": cfg.spray.readmit_after,
+            "workers": cfg.spray_workers or default_workers(len(cfg.hosts)),
             "packet_bytes": cfg.spray.packet,
             "payload_bytes": cfg.spray.payload,
         },

@@ -7,7 +7,10 @@ plane's NIC addresses).
   plane, each between the hosts' NICs in that plane), driven by
   :class:`lab.traffic.collective.CollectiveRun` (ring all-reduce or all-to-all in
   bulk-synchronous iterations).
-- ``spray``: the same iterations over :class:`lab.traffic.spray.SprayEngine`.
+- ``spray``: the same iterations over :class:`lab.traffic.spray.SprayEngine`, in this
+  process or split over worker processes by rank (``spray_workers``; default one per CPU
+  core: :class:`SprayWorkers`, :mod:`lab.traffic.spray_partition`), with the barrier
+  between iterations through this process.
 
 Protocol (``python -m lab.traffic.collective_run OUT``): the spec (JSON) on stdin; it
 prints ``READY <monotonic ns>``, ``ITER <index> <finished ns>`` after each iteration, and
@@ -17,19 +20,25 @@ is closed or it gets SIGTERM.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
+import select
 import signal
 import socket
+import subprocess
 import sys
+import tempfile
 import threading
 import time
+from collections.abc import Collection
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from lab.errors import LabError
 from lab.nsenter import netns
+from lab.shell import close_pipes, stop_processes
 from lab.traffic.collective import (
     CollectiveRun,
     ConnKey,
@@ -48,6 +57,14 @@ from lab.traffic.spray import (
     SprayFlow,
     SprayPath,
     open_socket,
+)
+from lab.traffic.spray_partition import (
+    IterationBarrier,
+    barrier_delays_ms,
+    default_workers,
+    merge_stats,
+    parse_reached,
+    partition_ranks,
 )
 
 TCP_PORT = 47200
@@ -114,6 +131,9 @@ class RunSpec:
     mtu: int = 1500
     """The hosts' MTU: TCP's MSS clamp follows it (:func:`tcp_mss`); spray's packet size
     is in ``spray``."""
+    spray_workers: int = 0
+    """Spray: processes that run the hosts' spray, each a part of the ranks (0: one per
+    CPU core, at most one per host: :func:`lab.traffic.spray_partition.default_workers`)."""
 
     def nic_rates(self) -> dict[tuple[int, str], float]:
         return {(rank, addr): mbps for rank, addr, mbps in self.nic_mbps}
@@ -158,6 +178,7 @@ class RunSpec:
             float(raw.get("pace_headroom", PACE_HEADROOM)),
             int(raw.get("ack_tclass", CS6)),
             int(raw.get("mtu", 1500)),
+            int(raw.get("spray_workers", 0)),
         )
 
 
@@ -294,11 +315,73 @@ def _report_new(results: list[Iteration], reported: int) -> int:
     return len(results)
 
 
-def run_spray(spec: RunSpec, stop: threading.Event) -> dict[str, Any]:
-    n = len(spec.hosts)
+@dataclass(frozen=True)
+class SprayShape:
+    """How many packets each flow sends per iteration, and when: a ring's flows send
+    ``steps`` chunks, released as the previous step's slices arrive; an all-to-all's one
+    chunk at once."""
+
+    chunk_pkts: int
+    steps: int
+
+    @classmethod
+    def of(cls, spec: RunSpec) -> SprayShape:
+        n = len(spec.hosts)
+        chunk = max(1, math.ceil(spec.size / n / spec.spray.payload))
+        return cls(chunk, 2 * (n - 1) if spec.pattern == "all-reduce" else 1)
+
+    @property
+    def per_iter(self) -> int:
+        return self.steps * self.chunk_pkts
+
+    def first_limit(self, index: int) -> int:
+        """Packets a flow may have sent once iteration ``index`` starts."""
+        return index * self.per_iter + (self.chunk_pkts if self.steps > 1 else self.per_iter)
+
+
+class Coordinator(Protocol):
+    """The iteration barrier as one set of ranks sees it."""
+
+    def go(self) -> int | None:
+        """The last iteration this set of ranks may start (-1: none yet), or None: stop
+        (all done, or told to). Never blocks."""
+        ...
+
+    def reached(self, index: int, stamp_ns: int, flows_ns: dict[int, int]) -> None:
+        """This set's receivers have every packet of iteration ``index`` (at ``stamp_ns``;
+        ``flows_ns``: flow id -> when its receiver had all of it)."""
+        ...
+
+
+class LocalBarrier:
+    """The barrier of a run in one process: the next iteration starts when this one ends;
+    prints ``ITER`` lines."""
+
+    def __init__(self, spec: RunSpec) -> None:
+        self.spec = spec
+        self.results: list[Iteration] = []
+        self._started = [time.monotonic_ns()]
+
+    def go(self) -> int | None:
+        return len(self._started) - 1 if len(self._started) <= self.spec.iterations else None
+
+    def reached(self, index: int, stamp_ns: int, flows_ns: dict[int, int]) -> None:
+        spec = self.spec
+        it = Iteration(index, self._started[index], stamp_ns, spec.size, len(spec.hosts),
+                       spec.pattern, tuple(flows_ns[f] for f in sorted(flows_ns)))  # fmt: skip
+        self.results.append(it)
+        _say(f"ITER {index} {stamp_ns}")
+        self._started.append(stamp_ns)
+
+
+def open_spray(
+    spec: RunSpec, ranks: Collection[int] | None = None
+) -> tuple[SprayEngine, list[socket.socket]]:
+    """The engine of ``ranks`` (None: all) with their sockets (the caller closes the
+    engine and the sockets, also on error)."""
     send: dict[tuple[int, str, int], socket.socket] = {}
     recv: dict[int, socket.socket] = {}
-    engine: SprayEngine | None = None
+    owned = set(range(len(spec.hosts))) if ranks is None else set(ranks)
     try:
         flows = []
         for i, f in enumerate(spec.flows):
@@ -307,68 +390,281 @@ def run_spray(spec: RunSpec, stop: threading.Event) -> dict[str, Any]:
                     (f.src, p.src_addr, MARK + p.index),
                     (f.dst, p.dst_addr, ACK_MARK + p.index),
                 ):
-                    if (rank, addr, mark) not in send:
+                    if rank in owned and (rank, addr, mark) not in send:
                         send[(rank, addr, mark)] = open_socket(spec.netns[rank], addr, mark)
             flows.append(SprayFlow(i, f.src, f.dst, f.paths))
-        for rank in range(n):
+        for rank in sorted(owned):
             recv[rank] = open_socket(spec.netns[rank], "::", None, DEFAULT_PORT)
-        engine = SprayEngine(flows, send, recv, config=spec.spray, nic_mbps=spec.nic_rates())
-        chunk_pkts = max(1, math.ceil(spec.size / n / spec.spray.payload))
-        steps = 2 * (n - 1) if spec.pattern == "all-reduce" else 1
-        per_iter = steps * chunk_pkts
-        by_src = {f.src: f.flow_id for f in flows}
-        senders = engine.senders
+        engine = SprayEngine(flows, send, recv, config=spec.spray, nic_mbps=spec.nic_rates(),
+                             ranks=None if ranks is None else owned)  # fmt: skip
+    except BaseException:
+        for sock in [*send.values(), *recv.values()]:
+            sock.close()
+        raise
+    return engine, [*send.values(), *recv.values()]
 
-        if spec.pattern == "all-reduce":
 
-            def delivered(flow_id: int, unique: int) -> None:
-                # What a rank received of step k lets it send the same slice of step k+1
-                # (within the iteration; the receiver counts packets in any order).
-                f = engine.flows[flow_id] if engine else None
-                assert f is not None
-                it, got = divmod(unique, per_iter)
-                if got:
-                    nxt = senders[by_src[f.dst]]
-                    allowed = it * per_iter + ring_allowed(got, chunk_pkts, steps)
-                    nxt.limit = max(nxt.limit, allowed)
+TIMER_TICK = 1_000_000
+"""The engine's timers run at most once per ms (ns): a turn that read a burst of
+packets came back at once, and judging every path of every flow again each time cost a
+CPU-bound spray process 14 % of its time (py-spy); the timers work in steps of 5 ms and
+more."""
 
-            engine.on_delivered = delivered
+
+def spray_rounds(
+    spec: RunSpec, engine: SprayEngine, barrier: Coordinator, stop: threading.Event
+) -> int:
+    """Run the engine's ranks through the iterations the barrier allows: send, receive,
+    ack; report each iteration once this engine's receivers have all of it, and keep
+    receiving and acking (the other ranks' senders need it) until told to stop."""
+    shape = SprayShape.of(spec)
+    senders = engine.senders
+    if spec.pattern == "all-reduce":
+        by_src = {s.flow.src: s for s in senders.values()}
+
+        def delivered(flow_id: int, unique: int) -> None:
+            # What a rank received of step k lets it send the same slice of step k+1
+            # (within the iteration; the receiver counts packets in any order). The
+            # receiving rank's sender runs in this engine (its ranks are whole).
+            it, got = divmod(unique, shape.per_iter)
+            if got:
+                nxt = by_src[engine.flows[flow_id].dst]
+                allowed = it * shape.per_iter + ring_allowed(got, shape.chunk_pkts, shape.steps)
+                nxt.limit = max(nxt.limit, allowed)
+
+        engine.on_delivered = delivered
+    receivers = list(engine.receivers.values())
+    started = reported = -1
+    timed = turns = 0
+    done: dict[int, int] = {}
+    """Flow id -> when its receiver had all of the iteration being watched."""
+    while not stop.is_set():
+        allowed = barrier.go()
+        if allowed is None:
+            break
+        while started < allowed:
+            started += 1
+            for s in senders.values():
+                # max: a ring's receiver may have let its sender into this iteration
+                # before the go arrived (another worker's ranks started it first)
+                s.limit = max(s.limit, shape.first_limit(started))
+        now = time.monotonic_ns()
+        turns += 1
+        if now - timed >= TIMER_TICK:
+            engine.timers(now)
+            timed = now
+        engine.pump(now)
+        if reported < started:
+            goal = (reported + 2) * shape.per_iter
+            for r in receivers:
+                if r.unique >= goal and r.flow.flow_id not in done:
+                    done[r.flow.flow_id] = now
+            if len(done) == len(receivers):
+                reported += 1
+                barrier.reached(reported, time.monotonic_ns(), done)
+                done = {}
+                continue
+        engine.poll(0.001)
+        engine.flush_acks()
+    return turns
+
+
+def _spray_result(
+    spec: RunSpec, started: int, results: list[Iteration], stats: dict[str, Any]
+) -> dict[str, Any]:
+    return {
+        "started_ns": started,
+        "iterations": [_iteration_json(i) for i in results],
+        "spray": stats,
+        "packet_payload_bytes": spec.spray.payload,
+        "packets_per_flow_step": SprayShape.of(spec).chunk_pkts,
+    }
+
+
+def run_spray(spec: RunSpec, stop: threading.Event) -> dict[str, Any]:
+    """Spray in this process (one worker), or over worker processes
+    (:mod:`lab.traffic.spray_worker`), each running a part of the ranks."""
+    n = len(spec.hosts)
+    workers = spec.spray_workers or default_workers(n)
+    if workers > 1:
+        parts = partition_ranks(n, [(f.src, f.dst) for f in spec.flows], min(workers, n))
+        with SprayWorkers(spec, parts) as pool:
+            return pool.run(stop)
+    engine, socks = open_spray(spec)
+    try:
+        barrier = LocalBarrier(spec)
+        started = barrier._started[0]
+        _say(f"READY {started}")
+        turns = spray_rounds(spec, engine, barrier, stop)
+        stats = {**engine.stats(), "turns": turns, "workers": [list(range(n))]}
+        return _spray_result(spec, started, barrier.results, stats)
+    finally:
+        engine.close()
+        for sock in socks:
+            sock.close()
+
+
+class SprayWorkers:
+    """The worker processes of a spray run (``python -m lab.traffic.spray_worker``), one
+    per part of the ranks, and the iteration barrier between them over their pipes: a
+    worker prints ``REACHED <index> <ns> <flow>:<ns>,...`` when its receivers have an
+    iteration; once all have, this process prints ``ITER`` and sends every worker ``GO
+    <next>``; closing a worker's stdin stops it, and it prints ``RESULT <its stats as
+    JSON>``. The workers
+    are terminated on exit (also on error); each also stops when this process dies (its
+    stdin closes, and a parent-death signal)."""
+
+    def __init__(self, spec: RunSpec, parts: tuple[tuple[int, ...], ...]) -> None:
+        self.spec = spec
+        self.parts = parts
+        self.procs: list[subprocess.Popen[bytes]] = []
+        self.lines: list[LineReader] = []
+        self.errs: list[Any] = []
+
+    def __enter__(self) -> SprayWorkers:
+        try:
+            for i, ranks in enumerate(self.parts):
+                err = tempfile.TemporaryFile()
+                self.errs.append(err)
+                proc = subprocess.Popen(
+                    [sys.executable, "-m", "lab.traffic.spray_worker"],
+                    stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=err, bufsize=0,
+                )  # fmt: skip
+                self.procs.append(proc)
+                assert proc.stdin is not None and proc.stdout is not None
+                self.lines.append(LineReader(proc.stdout.fileno()))
+                head = {"worker": i, "ranks": list(ranks), "parent": os.getpid()}
+                proc.stdin.write(f"{self.spec.to_json()}\n{json.dumps(head)}\n".encode())
+            for i in range(len(self.procs)):
+                self._expect(i, "READY", 60.0)
+        except BaseException:
+            self.__exit__()
+            raise
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        for proc in self.procs:
+            if proc.stdin is not None and not proc.stdin.closed:
+                with contextlib.suppress(OSError):
+                    proc.stdin.close()
+        stop_processes(self.procs)
+        for proc in self.procs:
+            close_pipes(proc)
+        for err in self.errs:
+            err.close()
+
+    def _fail(self, i: int, what: str) -> LabError:
+        proc = self.procs[i]
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(timeout=2.0)
+        self.errs[i].seek(0)
+        tail = self.errs[i].read().decode(errors="replace").strip()[-2000:]
+        status = "running" if proc.poll() is None else f"exit status {proc.returncode}"
+        return LabError(
+            f"spray worker {i} (ranks {', '.join(map(str, self.parts[i]))}): {what} "
+            f"({status}){': ' + tail if tail else ''}"
+        )
+
+    def _expect(self, i: int, word: str, timeout: float) -> str:
+        """The next line of worker ``i``, which must start with ``word``: its rest."""
+        line = self.lines[i].line(timeout)
+        if line is None:
+            raise self._fail(i, f"no {word} in {timeout:.0f} s")
+        if line == "" or not line.startswith(word):
+            raise self._fail(i, f"said {line[:500]!r}, not {word}" if line else "exited")
+        return line[len(word) :].strip()
+
+    def _go(self, index: int) -> None:
+        for i, proc in enumerate(self.procs):
+            assert proc.stdin is not None
+            try:
+                proc.stdin.write(f"GO {index}\n".encode())
+            except OSError as exc:
+                raise self._fail(i, f"cannot take GO {index}: {exc}") from None
+
+    def run(self, stop: threading.Event) -> dict[str, Any]:
+        spec = self.spec
+        barrier = IterationBarrier(len(self.procs))
         results: list[Iteration] = []
         started = time.monotonic_ns()
         _say(f"READY {started}")
-        index = 0
-        while index < spec.iterations and not stop.is_set():
-            base = index * per_iter
-            for s in senders.values():
-                s.limit = base + (chunk_pkts if steps > 1 else per_iter)
-            t0 = time.monotonic_ns()
-            goal = base + per_iter
-            while not stop.is_set():
-                now = time.monotonic_ns()
-                engine.timers(now)
-                engine.pump(now)
-                if all(r.unique >= goal for r in engine.receivers.values()):
+        start_of = {0: time.monotonic_ns()}
+        self._go(0)
+        fds = {reader.fd: i for i, reader in enumerate(self.lines)}
+        while len(results) < spec.iterations and not stop.is_set():
+            ready = [fds[fd] for fd in select.select(list(fds), [], [], 0.05)[0]]
+            for i in ready:
+                for line in self.lines[i].available():
+                    try:
+                        index, stamp, flows_ns = parse_reached(line)
+                    except ValueError as exc:
+                        raise self._fail(i, str(exc)) from None
+                    finished = barrier.report(i, index, stamp, flows_ns)
+                    if finished is None:
+                        continue
+                    it = Iteration(index, start_of[index], finished, spec.size,
+                                   len(spec.hosts), spec.pattern,
+                                   barrier.flow_finished(index))  # fmt: skip
+                    results.append(it)
+                    _say(f"ITER {index} {finished}")
+                    if index + 1 < spec.iterations:
+                        start_of[index + 1] = finished
+                        self._go(index + 1)
+                if self.lines[i].eof:
+                    raise self._fail(i, "exited during the run")
+        stats = []
+        for proc in self.procs:
+            assert proc.stdin is not None
+            proc.stdin.close()
+        for i in range(len(self.procs)):
+            while True:  # REACHED lines may still come after a stop
+                line = self._expect(i, "", 30.0)
+                if line.startswith("RESULT "):
+                    stats.append(json.loads(line[len("RESULT ") :]))
                     break
-                engine.poll(0.001)
-                engine.flush_acks()
-            if stop.is_set():
-                break
-            it = Iteration(index, t0, time.monotonic_ns(), spec.size, n, spec.pattern)
-            results.append(it)
-            _say(f"ITER {index} {it.finished_ns}")
-            index += 1
-        return {
-            "started_ns": started,
-            "iterations": [_iteration_json(i) for i in results],
-            "spray": engine.stats(),
-            "packet_payload_bytes": spec.spray.payload,
-            "packets_per_flow_step": chunk_pkts,
-        }
-    finally:
-        if engine is not None:
-            engine.close()
-        for sock in [*send.values(), *recv.values()]:
-            sock.close()
+                if not line.startswith("REACHED "):
+                    raise self._fail(i, f"said {line[:500]!r}, not RESULT")
+        merged = merge_stats(stats, self.parts)
+        go_ns = [{int(k): int(v) for k, v in s.get("go_ns", {}).items()} for s in stats]
+        merged["barrier_ms"] = barrier_delays_ms([it.finished_ns for it in results], go_ns)
+        return _spray_result(spec, started, results, merged)
+
+
+class LineReader:
+    """Lines from a pipe without blocking past a timeout (a worker's stdout)."""
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+        self.buf = b""
+        self.eof = False
+        self.pending: list[str] = []
+
+    def _read(self) -> None:
+        data = os.read(self.fd, 1 << 20)
+        if not data:
+            self.eof = True
+        self.buf += data
+        *done, self.buf = self.buf.split(b"\n")
+        self.pending.extend(d.decode() for d in done)
+
+    def available(self) -> list[str]:
+        """The complete lines there are now (after one read: call when readable)."""
+        if not self.eof:
+            self._read()
+        out, self.pending = self.pending, []
+        return out
+
+    def line(self, timeout: float) -> str | None:
+        """The next line; "" at end of file; None after ``timeout`` s without one."""
+        deadline = time.monotonic() + timeout
+        while not self.pending:
+            if self.eof:
+                return ""
+            left = deadline - time.monotonic()
+            if left <= 0 or not select.select([self.fd], [], [], left)[0]:
+                return None
+            self._read()
+        return self.pending.pop(0)
 
 
 def main() -> int:

@@ -44,7 +44,7 @@ import socket
 import struct
 import time
 from collections import Counter, deque
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -338,9 +338,10 @@ Event = dict[str, Any]
 
 
 class SprayEngine:
-    """Every flow of a run, in one thread: senders, receivers, acks, loss detection,
-    retirement and probing. ``on_delivered(flow_id, unique)`` runs when a flow's receiver
-    counts a new packet (the collective's step logic lives there)."""
+    """Every flow of a run (or of some of its ranks: ``ranks``), in one thread: senders,
+    receivers, acks, loss detection, retirement and probing. ``on_delivered(flow_id,
+    unique)`` runs when a flow's receiver counts a new packet (the collective's step logic
+    lives there)."""
 
     def __init__(
         self,
@@ -351,12 +352,20 @@ class SprayEngine:
         config: SprayConfig,
         port: int = DEFAULT_PORT,
         nic_mbps: Mapping[tuple[int, str], float] | None = None,
+        ranks: Collection[int] | None = None,
     ) -> None:
         """``nic_mbps``: (rank, NIC address) -> the NIC's rate; the senders pace to it
-        (None: unpaced)."""
+        (None: unpaced). ``ranks``: the hosts this engine runs (None: all), as one of
+        several worker processes does (:mod:`lab.traffic.spray_partition`): the senders of
+        the flows leaving them and the receivers of the flows entering them, so that all
+        that arrives at their sockets (data and probes for the receivers, acks, NACKs and
+        probe replies for the senders) is its own; ``send_socks`` and ``recv_socks`` need
+        only theirs."""
         self.cfg = config
         self.port = port
         self.flows = {f.flow_id: f for f in flows}
+        sending = [f for f in flows if ranks is None or f.src in ranks]
+        receiving = [f for f in flows if ranks is None or f.dst in ranks]
         self.senders: dict[int, Sender] = {}
         self.receivers: dict[int, Receiver] = {}
         if config.packet < HEADER.size + 1:
@@ -373,11 +382,11 @@ class SprayEngine:
             if (rank, addr) in self.pacers
         }
         nics: dict[int, set[str]] = {}
-        for f in flows:
+        for f in sending:
             nics.setdefault(f.src, set()).update(p.src_addr for p in f.paths)
         self._nics = {rank: max(1, len(addrs)) for rank, addrs in nics.items()}
         """Per sending host: how many NICs its flows leave from."""
-        for f in flows:
+        for f in sending:
             k = len(f.paths)
             self.senders[f.flow_id] = Sender(
                 f,
@@ -386,6 +395,8 @@ class SprayEngine:
                 pacers=[self.pacers.get((f.src, p.src_addr)) for p in f.paths],
                 by_path=[deque() for _ in range(k)],
             )
+        for f in receiving:
+            k = len(f.paths)
             self.receivers[f.flow_id] = Receiver(
                 f,
                 [send_socks[(f.dst, p.dst_addr, ACK_MARK + p.index)] for p in f.paths],
@@ -411,6 +422,8 @@ class SprayEngine:
         for sock in send_socks.values():
             sock.setblocking(False)
         self.send_errors = 0
+        self.strays = 0
+        """Packets for a flow end this engine does not run (another worker's ranks)."""
         self._buf = bytearray(2048)
 
     def close(self) -> None:
@@ -524,6 +537,9 @@ class SprayEngine:
     def _packet(self, data: bytes | bytearray, now: int) -> None:
         magic, kind, path, flow_id, _r, seq, pseq, sent = HEADER.unpack_from(data)
         if magic != MAGIC or flow_id not in self.flows:
+            return
+        if flow_id not in (self.receivers if kind in (DATA, PROBE, ACK_REQUEST) else self.senders):
+            self.strays += 1
             return
         if kind == DATA:
             self._data(flow_id, path, seq, pseq, sent, now=now)
@@ -879,6 +895,7 @@ class SprayEngine:
             "ack_requests": sum(s.ack_requests for s in self.senders.values()),
             "kept_last_path": sum(s.kept_last for s in self.senders.values()),
             "send_errors": self.send_errors,
+            "stray_packets": self.strays,
             "stalls": self.stalls,
             "path_events": self.events,
             "paths": per_path,
