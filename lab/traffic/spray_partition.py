@@ -118,17 +118,13 @@ def parse_reached(line: str) -> tuple[int, int, dict[int, int]]:
         raise ValueError(f"not a REACHED line: {line[:200]!r}") from None
 
 
-_SUMMED = ("duplicates", "retransmits", "tail_resends", "kept_last_path", "send_errors",
-           "stray_packets", "stalls", "turns")  # fmt: skip
-
-
 def merge_stats(
     parts: Sequence[Mapping[str, Any]], ranks: Sequence[Sequence[int]] = ()
 ) -> dict[str, Any]:
     """One ``SprayEngine.stats()`` of the workers' (each ran its own senders and
-    receivers, so nothing is counted twice): counters and the reorder histogram summed,
-    path events in time order, per-path entries by (flow, path); ``stalls_per_worker``
-    and ``workers`` (each one's ranks) added."""
+    receivers, so nothing is counted twice): counters (every whole-number entry) and the
+    reorder histogram summed, path events in time order, per-path entries by (flow,
+    path); ``stalls_per_worker`` and ``workers`` (each one's ranks) added."""
     if not parts:
         raise ValueError("merge_stats: no worker stats")
     hist: dict[int, int] = {}
@@ -139,7 +135,8 @@ def merge_stats(
         "reorder_histogram": {str(k): hist[k] for k in sorted(hist)},
         "reorder_note": parts[0]["reorder_note"],
     }
-    for key in _SUMMED:
+    counters = {k for p in parts for k, v in p.items() if type(v) is int}
+    for key in sorted(counters):
         out[key] = sum(int(p.get(key, 0)) for p in parts)
     out["path_events"] = sorted(
         (e for p in parts for e in p["path_events"]),

@@ -160,7 +160,8 @@ def _stats(
         "reorder_note": "note",
         "duplicates": 1,
         "retransmits": 2,
-        "tail_resends": 0,
+        "late_copies": 0,
+        "ack_requests": 3,
         "kept_last_path": 0,
         "send_errors": 0,
         "stray_packets": 0,
@@ -186,6 +187,7 @@ def test_merged_stats_sum_the_counters_and_order_events_and_paths() -> None:
     assert out["reorder_histogram"] == {"0": 11, "1": 2, "2": 5}
     assert list(out["reorder_histogram"]) == ["0", "1", "2"]
     assert out["duplicates"] == 2 and out["retransmits"] == 4 and out["stalls"] == 4
+    assert out["ack_requests"] == 6 and out["late_copies"] == 0
     assert out["stalls_per_worker"] == [3, 1]
     assert [e["monotonic_ns"] for e in out["path_events"]] == [10, 30, 40]
     assert [(p["flow"], p["path"]) for p in out["paths"]] == [(0, 0), (1, 0), (1, 1)]
