@@ -19,11 +19,11 @@ from lab.traffic.spray import (
     MARK,
     STALL_NS,
     Sender,
-    SprayConfig,
     SprayEngine,
     SprayFlow,
     SprayPath,
 )
+from tests.unit.spray_support import offline_engine
 
 MS = 1_000_000
 
@@ -37,33 +37,13 @@ def _paths(k: int) -> tuple[SprayPath, ...]:
 
 @pytest.fixture
 def engine() -> Iterator[tuple[SprayEngine, list[bytes]]]:
-    flow = SprayFlow(0, 0, 1, _paths(2))
-    socks: list[socket.socket] = []
-
-    def sock() -> socket.socket:
-        s = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
-        socks.append(s)
-        return s
-
-    send = {
-        (rank, addr, mark + i): sock()
+    keys = [
+        (rank, addr, mark + i)
         for i in range(2)
         for rank, addr, mark in ((0, "2001:db8:1::1", MARK), (1, "2001:db8:2::1", ACK_MARK))
-    }
-    eng = SprayEngine([flow], send, {0: sock(), 1: sock()}, config=SprayConfig())
-    sent: list[bytes] = []
-
-    def capture(_sock: socket.socket, data: bytes, _addr: str, control: bool = False) -> bool:
-        sent.append(data)
-        return True
-
-    eng._send = capture  # type: ignore[method-assign,assignment]
-    try:
-        yield eng, sent
-    finally:
-        eng.close()
-        for s in socks:
-            s.close()
+    ]
+    with offline_engine([SprayFlow(0, 0, 1, _paths(2))], keys, (0, 1)) as out:
+        yield out
 
 
 def test_the_receiver_acks_once_per_flow_with_an_entry_per_path(

@@ -6,7 +6,6 @@ the REACHED and GO lines, the merged statistics, and an engine that runs only so
 from __future__ import annotations
 
 import os
-import socket
 from collections.abc import Iterator
 from typing import Any
 
@@ -22,7 +21,6 @@ from lab.traffic.spray import (
     HEADER,
     MAGIC,
     MARK,
-    SprayConfig,
     SprayEngine,
     SprayFlow,
     SprayPath,
@@ -37,6 +35,7 @@ from lab.traffic.spray_partition import (
     partition_ranks,
 )
 from lab.traffic.spray_worker import PipeBarrier, parse_go
+from tests.unit.spray_support import offline_engine
 
 
 def _all_to_all(n: int) -> list[tuple[int, int]]:
@@ -212,34 +211,15 @@ def half_engine() -> Iterator[tuple[SprayEngine, list[bytes]]]:
     """Flows 0: rank 0 -> 1, 1: rank 1 -> 0, 2: rank 1 -> 2; the engine runs rank 1."""
     flows = [SprayFlow(0, 0, 1, _paths(0, 1)), SprayFlow(1, 1, 0, _paths(1, 0)),
              SprayFlow(2, 1, 2, _paths(1, 2))]  # fmt: skip
-    socks: list[socket.socket] = []
-
-    def sock() -> socket.socket:
-        s = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
-        socks.append(s)
-        return s
-
-    send: dict[tuple[int, str, int], socket.socket] = {}
+    keys: list[tuple[int, str, int]] = []
     for f in flows:
         for p in f.paths:
             if f.src == 1:
-                send[(1, p.src_addr, MARK + p.index)] = sock()
+                keys.append((1, p.src_addr, MARK + p.index))
             if f.dst == 1:
-                send[(1, p.dst_addr, ACK_MARK + p.index)] = sock()
-    eng = SprayEngine(flows, send, {1: sock()}, config=SprayConfig(), ranks={1})
-    sent: list[bytes] = []
-
-    def capture(_sock: socket.socket, data: bytes, _addr: str, control: bool = False) -> bool:
-        sent.append(data)
-        return True
-
-    eng._send = capture  # type: ignore[method-assign,assignment]
-    try:
-        yield eng, sent
-    finally:
-        eng.close()
-        for s in socks:
-            s.close()
+                keys.append((1, p.dst_addr, ACK_MARK + p.index))
+    with offline_engine(flows, keys, (1,), ranks={1}) as out:
+        yield out
 
 
 def test_an_engine_runs_the_senders_leaving_its_ranks_and_the_receivers_entering_them(
