@@ -35,6 +35,23 @@ unanswered after ``probe_timeout`` starts the count again). Acks, NACKs and prob
 DSCP CS6, the lab links' strict-priority lane.
 The receiver tolerates any order (it counts unique packets) and keeps a histogram of the
 reorder distance (how far behind the highest sequence number a packet arrives).
+
+Receiver-side fairness: every ACK tells the sender how far its flow is behind the flow
+furthest ahead into the same receiver (``behind``, packets the receiver has of the leader
+and not of this one: 0 when it leads or is the receiver's only flow, as in a ring). A
+sending host serves its flows in order of ``behind``, most behind first, in steps of
+``ack_every`` packets (finer differences are the acks' own granularity); ties go in a
+rotation shifted by the host's rank (host ``s`` prefers destination ``s + 1 + turn``), so
+that at any moment the senders prefer different receivers. (Before, a host's flows went
+in flow order, lowest destination first, whenever the engine's rotation started outside
+the host's flows: every sender served the highest rank last, and its flows finished up
+to 30 ms after the others'; README, Collectives.) A flow at least ``catch_up_after``
+packets behind may have ``catch_up`` more packets in flight per path.
+
+Wire format: ``HEADER`` for every packet type; in an ``ACK`` the header's ``seq`` field
+(sent as 0 before) carries ``behind``, ``path`` the number of :data:`ACK_ENTRY` entries
+that follow; nothing else changed. A sender that ignores the field (or a receiver that
+sends 0) gets the previous behaviour.
 """
 
 from __future__ import annotations
@@ -53,7 +70,9 @@ from lab.nsenter import netns
 MAGIC = 0x5350
 HEADER = struct.Struct("!HBBHHIIq")
 """magic, type, path, flow, reserved, seq, path seq, send time (ns). An ACK carries the
-number of entries in ``path`` and one :data:`ACK_ENTRY` per path with news after it."""
+number of entries in ``path``, the flow's ``behind`` (packets behind the flow furthest
+ahead into the same receiver) in ``seq``, and one :data:`ACK_ENTRY` per path with news
+after it."""
 ACK_ENTRY = struct.Struct("!BxxxIIq")
 """path, packets NACKed on it so far, highest path seq arrived, its send time (ns)."""
 DATA, ACK, PROBE, PROBE_ACK, NACK, ACK_REQUEST = 1, 2, 3, 4, 5, 6
@@ -254,6 +273,9 @@ class Sender:
     path, the original stays in flight on its path until acked or overtaken."""
     window: int = 0
     """Packets the flow may have in flight now, over all its paths (set on every turn)."""
+    behind: int = 0
+    """What the flow's receiver last said (every ACK): packets it has of the flow furthest
+    ahead into it and not of this one."""
 
 
 @dataclass
@@ -303,6 +325,11 @@ class SprayConfig:
     stall with 4; the other runs were no slower, README)"""
     ack_delay_ms: float = 5.0
     """...or when its oldest unacked packet has waited this long."""
+    catch_up_after: int = 8
+    """A flow that its receiver says is at least this many packets behind the flow
+    furthest ahead into it...  (0: never)"""
+    catch_up: int = 0
+    """...may have this many more packets in flight per path."""
     min_rto_ms: float = 10.0
     """The floor of the give-up timer (what no ack at all shows, below)."""
     reorder_ms: float = 10.0
@@ -335,6 +362,20 @@ class SprayConfig:
 
 
 Event = dict[str, Any]
+
+
+def serving_order(active: Sequence[Sender], turn: int, ranks: int, step: int) -> list[Sender]:
+    """The order in which a turn offers the NICs' tokens to the flows with data: most
+    behind first (what their receivers said, in steps of ``step`` packets), then by a
+    rotation shifted by the sending rank: on turn ``t`` host ``s`` starts with the
+    destination ``s + 1 + t`` (mod ``ranks``), so the hosts do not all prefer the same
+    receiver at once, and every destination comes first in turn."""
+    step = max(1, step)
+
+    def key(s: Sender) -> tuple[int, int]:
+        return (-(s.behind // step), (s.flow.dst - s.flow.src - 1 - turn) % ranks)
+
+    return sorted(active, key=key)
 
 
 class SprayEngine:
@@ -404,6 +445,9 @@ class SprayEngine:
                 newest=[None] * k,
                 nacked=[0] * k,
             )
+        self._lead: dict[int, int] = {f.dst: 0 for f in receiving}
+        """Per receiving rank: the most packets any flow into it has delivered."""
+        self._ranks = 1 + max((r for f in flows for r in (f.src, f.dst)), default=0)
         self._turn = 0
         self._last_timers_ns = 0
         self.stalls = 0
@@ -451,12 +495,15 @@ class SprayEngine:
         path with room, round robin."""
         for pacer in self.pacers.values():
             pacer.refill(now)
-        order = list(self.senders.values())
-        self._turn = (self._turn + 1) % max(1, len(order))
-        order = order[self._turn :] + order[: self._turn]
-        active = [s for s in order if s.resend or s.next_seq < s.limit]
-        sharing = Counter(s.flow.src for s in active)
         cfg = self.cfg
+        self._turn = (self._turn + 1) % (self._ranks * max(1, len(self.senders)))
+        active = serving_order(
+            [s for s in self.senders.values() if s.resend or s.next_seq < s.limit],
+            self._turn,
+            self._ranks,
+            cfg.ack_every,
+        )
+        sharing = Counter(s.flow.src for s in active)
         for s in active:
             budget = cfg.host_window * self._nics[s.flow.src]
             s.window = max(cfg.flow_window, -(-budget // sharing[s.flow.src]))
@@ -471,6 +518,8 @@ class SprayEngine:
         # The flow's window is spread over its healthy paths: a flow with one path (two
         # hosts behind one switch) or one that lost a path keeps its rate.
         window = max(self.cfg.window, -(-s.window // max(1, healthy)))
+        if self.cfg.catch_up_after and s.behind >= self.cfg.catch_up_after:
+            window += self.cfg.catch_up
         # A late packet's copy may go beyond the window, as TCP's loss probe may: the
         # window may be full of packets whose acks died with the late path.
         copy_due = 1 if s.copies and s.resend else 0
@@ -544,7 +593,9 @@ class SprayEngine:
         if kind == DATA:
             self._data(flow_id, path, seq, pseq, sent, now=now)
         elif kind == ACK:
-            self.senders[flow_id].last_ack_ns = now
+            sender = self.senders[flow_id]
+            sender.last_ack_ns = now
+            sender.behind = seq
             for k in range(path):
                 entry = HEADER.size + k * ACK_ENTRY.size
                 if entry + ACK_ENTRY.size > len(data):
@@ -586,6 +637,7 @@ class SprayEngine:
             return
         r.seen[seq] = 1
         r.unique += 1
+        self._lead[r.flow.dst] = max(self._lead[r.flow.dst], r.unique)
         if seq > r.highest:
             r.highest = seq
             bucket = 0
@@ -607,7 +659,8 @@ class SprayEngine:
         ]
         if not entries:
             return
-        head = HEADER.pack(MAGIC, ACK, len(entries), r.flow.flow_id, 0, 0, 0, 0)
+        behind = self._lead[r.flow.dst] - r.unique
+        head = HEADER.pack(MAGIC, ACK, len(entries), r.flow.flow_id, 0, behind, 0, 0)
         path = r.last_path if path is None else path
         self._send(r.socks[path], head + b"".join(entries), r.flow.paths[path].src_addr, True)
         r.unacked = 0
