@@ -232,11 +232,6 @@ def _register_collectives(
         "product on fat-tree-4)",
     )  # fmt: skip
     col.add_argument(
-        "--catch-up", type=int, default=0, metavar="PKTS", choices=range(0, 9),
-        help="spray: packets more in flight per path for a flow its receiver says is at "
-        "least 8 packets behind the flow furthest ahead into it (0 to 8; default: 0)",
-    )  # fmt: skip
-    col.add_argument(
         "--spray-workers", type=_positive_int, metavar="N",
         help="spray: processes that run the hosts' spray, each a part of the hosts balanced "
         "by flows (default: one per CPU core, at most one per host; 1: all in one process, "
@@ -413,10 +408,7 @@ def _collectives(args: argparse.Namespace) -> int:
             link_mbps = args.link_mbps or BASE_LINK_MBPS * scale
             size = args.size or round(BASE_SIZE * scale)
             spray_cfg = SprayConfig(
-                window=args.window,
-                host_window=args.host_window,
-                catch_up=args.catch_up,
-                packet=packet_for_mtu(args.mtu),
+                window=args.window, host_window=args.host_window, packet=packet_for_mtu(args.mtu)
             )
             topo = load(str(coll.scaled_topology(source, link_mbps, Path(tmp) / source.name)))
             hosts = tuple(args.hosts) if args.hosts else coll.gpu_hosts(topo, 8)

@@ -773,8 +773,6 @@ def run_bench(
             "reorder_ms": cfg.spray.reorder_ms,
             "ack_every": cfg.spray.ack_every,
             "ack_delay_ms": cfg.spray.ack_delay_ms,
-            "catch_up": cfg.spray.catch_up,
-            "catch_up_after": cfg.spray.catch_up_after,
             "probe_interval_ms": cfg.spray.probe_interval_ms,
             "readmit_after": cfg.spray.readmit_after,
             "workers": cfg.spray_workers or default_workers(len(cfg.hosts)),

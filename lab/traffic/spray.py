@@ -36,22 +36,14 @@ DSCP CS6, the lab links' strict-priority lane.
 The receiver tolerates any order (it counts unique packets) and keeps a histogram of the
 reorder distance (how far behind the highest sequence number a packet arrives).
 
-Receiver-side fairness: every ACK tells the sender how far its flow is behind the flow
-furthest ahead into the same receiver (``behind``, packets the receiver has of the leader
-and not of this one: 0 when it leads or is the receiver's only flow, as in a ring). A
-sending host serves its flows in order of ``behind``, most behind first, in steps of
-``ack_every`` packets (finer differences are the acks' own granularity); ties go in a
-rotation shifted by the host's rank (host ``s`` prefers destination ``s + 1 + turn``), so
-that at any moment the senders prefer different receivers. (Before, a host's flows went
-in flow order, lowest destination first, whenever the engine's rotation started outside
-the host's flows: every sender served the highest rank last, and its flows finished up
-to 30 ms after the others'; README, Collectives.) A flow at least ``catch_up_after``
-packets behind may have ``catch_up`` more packets in flight per path.
-
-Wire format: ``HEADER`` for every packet type; in an ``ACK`` the header's ``seq`` field
-(sent as 0 before) carries ``behind``, ``path`` the number of :data:`ACK_ENTRY` entries
-that follow; nothing else changed. A sender that ignores the field (or a receiver that
-sends 0) gets the previous behaviour.
+Which flow a host's NIC serves first (:func:`serving_order`): a rotation shifted by the
+host's rank, as an all-to-all schedule shifts its steps: on turn ``t`` host ``s`` starts
+with destination ``s + 1 + t`` (skipping itself), so at any moment the senders prefer
+different receivers.
+Before, a host's flows went in flow order (lowest destination first) whenever the
+engine's rotation over all its flows started outside that host's: every sender served
+the highest rank last and the flows into it finished 15-30 ms after the others
+(gpu-pod-2plane all-to-all 1.10 -> 1.08; README, Collectives).
 """
 
 from __future__ import annotations
@@ -70,9 +62,7 @@ from lab.nsenter import netns
 MAGIC = 0x5350
 HEADER = struct.Struct("!HBBHHIIq")
 """magic, type, path, flow, reserved, seq, path seq, send time (ns). An ACK carries the
-number of entries in ``path``, the flow's ``behind`` (packets behind the flow furthest
-ahead into the same receiver) in ``seq``, and one :data:`ACK_ENTRY` per path with news
-after it."""
+number of entries in ``path`` and one :data:`ACK_ENTRY` per path with news after it."""
 ACK_ENTRY = struct.Struct("!BxxxIIq")
 """path, packets NACKed on it so far, highest path seq arrived, its send time (ns)."""
 DATA, ACK, PROBE, PROBE_ACK, NACK, ACK_REQUEST = 1, 2, 3, 4, 5, 6
@@ -273,9 +263,6 @@ class Sender:
     path, the original stays in flight on its path until acked or overtaken."""
     window: int = 0
     """Packets the flow may have in flight now, over all its paths (set on every turn)."""
-    behind: int = 0
-    """What the flow's receiver last said (every ACK): packets it has of the flow furthest
-    ahead into it and not of this one."""
 
 
 @dataclass
@@ -325,11 +312,6 @@ class SprayConfig:
     stall with 4; the other runs were no slower, README)"""
     ack_delay_ms: float = 5.0
     """...or when its oldest unacked packet has waited this long."""
-    catch_up_after: int = 8
-    """A flow that its receiver says is at least this many packets behind the flow
-    furthest ahead into it...  (0: never)"""
-    catch_up: int = 0
-    """...may have this many more packets in flight per path."""
     min_rto_ms: float = 10.0
     """The floor of the give-up timer (what no ack at all shows, below)."""
     reorder_ms: float = 10.0
@@ -364,16 +346,17 @@ class SprayConfig:
 Event = dict[str, Any]
 
 
-def serving_order(active: Sequence[Sender], turn: int, ranks: int, step: int) -> list[Sender]:
-    """The order in which a turn offers the NICs' tokens to the flows with data: most
-    behind first (what their receivers said, in steps of ``step`` packets), then by a
-    rotation shifted by the sending rank: on turn ``t`` host ``s`` starts with the
-    destination ``s + 1 + t`` (mod ``ranks``), so the hosts do not all prefer the same
-    receiver at once, and every destination comes first in turn."""
-    step = max(1, step)
+def serving_order(active: Sequence[Sender], turn: int, ranks: int) -> list[Sender]:
+    """The order in which a turn offers the NICs' tokens to the flows with data to send:
+    on turn ``turn`` host ``s`` starts with its flow to ``s + 1 + (turn mod (ranks -
+    1))`` (mod ``ranks``) and goes on up, so the hosts do not all prefer the same
+    receiver at once and each of a host's destinations comes first equally often. (A
+    host's flows only compete with each other, for its NICs' tokens: the order between
+    hosts does not matter.)"""
+    others = max(1, ranks - 1)
 
-    def key(s: Sender) -> tuple[int, int]:
-        return (-(s.behind // step), (s.flow.dst - s.flow.src - 1 - turn) % ranks)
+    def key(s: Sender) -> int:
+        return ((s.flow.dst - s.flow.src - 1) % ranks - turn) % others
 
     return sorted(active, key=key)
 
@@ -445,8 +428,6 @@ class SprayEngine:
                 newest=[None] * k,
                 nacked=[0] * k,
             )
-        self._lead: dict[int, int] = {f.dst: 0 for f in receiving}
-        """Per receiving rank: the most packets any flow into it has delivered."""
         self._ranks = 1 + max((r for f in flows for r in (f.src, f.dst)), default=0)
         self._turn = 0
         self._last_timers_ns = 0
@@ -495,15 +476,14 @@ class SprayEngine:
         path with room, round robin."""
         for pacer in self.pacers.values():
             pacer.refill(now)
-        cfg = self.cfg
-        self._turn = (self._turn + 1) % (self._ranks * max(1, len(self.senders)))
+        self._turn = (self._turn + 1) % max(1, self._ranks - 1)
         active = serving_order(
             [s for s in self.senders.values() if s.resend or s.next_seq < s.limit],
             self._turn,
             self._ranks,
-            cfg.ack_every,
         )
         sharing = Counter(s.flow.src for s in active)
+        cfg = self.cfg
         for s in active:
             budget = cfg.host_window * self._nics[s.flow.src]
             s.window = max(cfg.flow_window, -(-budget // sharing[s.flow.src]))
@@ -518,8 +498,6 @@ class SprayEngine:
         # The flow's window is spread over its healthy paths: a flow with one path (two
         # hosts behind one switch) or one that lost a path keeps its rate.
         window = max(self.cfg.window, -(-s.window // max(1, healthy)))
-        if self.cfg.catch_up_after and s.behind >= self.cfg.catch_up_after:
-            window += self.cfg.catch_up
         # A late packet's copy may go beyond the window, as TCP's loss probe may: the
         # window may be full of packets whose acks died with the late path.
         copy_due = 1 if s.copies and s.resend else 0
@@ -593,9 +571,7 @@ class SprayEngine:
         if kind == DATA:
             self._data(flow_id, path, seq, pseq, sent, now=now)
         elif kind == ACK:
-            sender = self.senders[flow_id]
-            sender.last_ack_ns = now
-            sender.behind = seq
+            self.senders[flow_id].last_ack_ns = now
             for k in range(path):
                 entry = HEADER.size + k * ACK_ENTRY.size
                 if entry + ACK_ENTRY.size > len(data):
@@ -637,7 +613,6 @@ class SprayEngine:
             return
         r.seen[seq] = 1
         r.unique += 1
-        self._lead[r.flow.dst] = max(self._lead[r.flow.dst], r.unique)
         if seq > r.highest:
             r.highest = seq
             bucket = 0
@@ -659,8 +634,7 @@ class SprayEngine:
         ]
         if not entries:
             return
-        behind = self._lead[r.flow.dst] - r.unique
-        head = HEADER.pack(MAGIC, ACK, len(entries), r.flow.flow_id, 0, behind, 0, 0)
+        head = HEADER.pack(MAGIC, ACK, len(entries), r.flow.flow_id, 0, 0, 0, 0)
         path = r.last_path if path is None else path
         self._send(r.socks[path], head + b"".join(entries), r.flow.paths[path].src_addr, True)
         r.unacked = 0
