@@ -18,10 +18,12 @@ from lab.traffic.spray import (
     HEADER,
     MARK,
     STALL_NS,
+    WIRE_EXTRA,
     Sender,
     SprayEngine,
     SprayFlow,
     SprayPath,
+    serving_order,
 )
 from tests.unit.spray_support import offline_engine
 
@@ -219,3 +221,77 @@ def test_a_quiet_flow_asks_for_an_ack_on_every_healthy_path(
     eng._packet(req, 150 * MS)
     ((ack_sock, ack),) = calls
     assert ack[2] == ACK and ack_sock is eng.receivers[0].socks[HEADER.unpack_from(req)[2]]
+
+
+def _sender(src: int, dst: int) -> Sender:
+    return Sender(SprayFlow(src * 8 + dst, src, dst, _paths(1)), [], [])
+
+
+def test_each_host_serves_its_destinations_in_a_rotation_shifted_by_its_rank() -> None:
+    flows = [_sender(src, dst) for src in range(4) for dst in range(4) if dst != src]
+    firsts = []
+    for turn in range(4):
+        order = serving_order(flows, turn, 4)
+        assert sorted(id(s) for s in order) == sorted(id(s) for s in flows)
+        first = {}
+        for s in order:  # the first flow of each host in the order
+            first.setdefault(s.flow.src, s.flow.dst)
+        firsts.append(first)
+        # on any turn the hosts prefer different receivers (no synchronized incast)...
+        assert len(set(first.values())) == len(first)
+        # ...host s starts at s + 1 + turn (over its 3 others) and goes on up
+        for src in range(4):
+            mine = [s.flow.dst for s in order if s.flow.src == src]
+            assert mine == [(src + 1 + (turn + k) % 3) % 4 for k in range(3)]
+    # ...and over 3 turns every destination of a host comes first once
+    for src in range(4):
+        assert sorted(f[src] for f in firsts[:3]) == [d for d in range(4) if d != src]
+
+
+def test_a_hosts_nic_tokens_go_to_its_flows_in_turn() -> None:
+    # hosts 0 and 1 send to the two others through one paced NIC each, which has one
+    # packet's tokens per turn: each host's packet goes to its receivers in turn. (With
+    # the engine's rotation over all four flows, host 0's flow to 1 came first whenever
+    # the rotation started outside host 0's flows: 3 turns of 4.)
+    addr = ["2001:db8:1::1", "2001:db8:2::1", "2001:db8:3::1"]
+    ends = [(src, dst) for src in (0, 1) for dst in range(3) if dst != src]
+    flows = [
+        SprayFlow(i, src, dst, (SprayPath(0, ("a", "b"), addr[src], addr[dst], "fc::1", "fc::2"),))
+        for i, (src, dst) in enumerate(ends)
+    ]
+    socks: list[socket.socket] = []
+
+    def sock() -> socket.socket:
+        s = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+        socks.append(s)
+        return s
+
+    send = {(h, addr[h], mark): sock() for h in (0, 1) for mark in (MARK, ACK_MARK)}
+    rates = {(src, addr[src]): 30.0 for src in (0, 1)}
+    cfg = SprayConfig(host_window=100)
+    eng = SprayEngine(flows, send, {0: sock(), 1: sock()}, config=cfg, nic_mbps=rates, ranks=[0, 1])
+    sent: list[bytes] = []
+
+    def capture(sock: socket.socket, data: bytes, _addr: str, control: bool = False) -> bool:
+        sent.append(data)
+        eng._pacer_of[sock].tokens -= len(data) + WIRE_EXTRA
+        return True
+
+    eng._send = capture  # type: ignore[method-assign,assignment]
+    try:
+        for s in eng.senders.values():
+            s.limit = 100
+        for turn in range(1, 9):
+            for pacer in eng.pacers.values():
+                pacer.tokens, pacer.last_ns = float(eng.cfg.data_wire), turn * MS
+            eng.pump(turn * MS)
+        served = [eng.flows[HEADER.unpack_from(d)[3]] for d in sent if d[2] == DATA]
+        assert len(served) == 16  # one packet per host and turn
+        for src in (0, 1):
+            dsts = [f.dst for f in served if f.src == src]
+            assert sorted(set(dsts)) == [d for d in range(3) if d != src]
+            assert dsts.count(dsts[0]) == 4
+    finally:
+        eng.close()
+        for s in socks:
+            s.close()
