@@ -1,5 +1,5 @@
 """A spray engine without a network, for the unit tests: unbound UDP sockets, and what
-would go on the wire captured instead of sent."""
+would go on the wire captured instead of sent (its NIC's pacer charged as for a send)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import socket
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
-from lab.traffic.spray import SprayConfig, SprayEngine, SprayFlow
+from lab.traffic.spray import WIRE_EXTRA, SprayConfig, SprayEngine, SprayFlow
 
 
 @contextlib.contextmanager
@@ -33,8 +33,11 @@ def offline_engine(
         eng = SprayEngine(flows, send, recv, config=kwargs.pop("config", SprayConfig()), **kwargs)
         sent: list[bytes] = []
 
-        def capture(_sock: socket.socket, data: bytes, _addr: str, control: bool = False) -> bool:
+        def capture(sock: socket.socket, data: bytes, _addr: str, control: bool = False) -> bool:
             sent.append(data)
+            pacer = eng._pacer_of.get(sock)
+            if pacer is not None:  # as the engine's own send does
+                pacer.tokens -= len(data) + WIRE_EXTRA
             return True
 
         eng._send = capture  # type: ignore[method-assign,assignment]

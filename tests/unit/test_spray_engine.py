@@ -18,8 +18,8 @@ from lab.traffic.spray import (
     HEADER,
     MARK,
     STALL_NS,
-    WIRE_EXTRA,
     Sender,
+    SprayConfig,
     SprayEngine,
     SprayFlow,
     SprayPath,
@@ -259,26 +259,13 @@ def test_a_hosts_nic_tokens_go_to_its_flows_in_turn() -> None:
         SprayFlow(i, src, dst, (SprayPath(0, ("a", "b"), addr[src], addr[dst], "fc::1", "fc::2"),))
         for i, (src, dst) in enumerate(ends)
     ]
-    socks: list[socket.socket] = []
-
-    def sock() -> socket.socket:
-        s = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
-        socks.append(s)
-        return s
-
-    send = {(h, addr[h], mark): sock() for h in (0, 1) for mark in (MARK, ACK_MARK)}
+    keys = [(h, addr[h], mark) for h in (0, 1) for mark in (MARK, ACK_MARK)]
     rates = {(src, addr[src]): 30.0 for src in (0, 1)}
     cfg = SprayConfig(host_window=100)
-    eng = SprayEngine(flows, send, {0: sock(), 1: sock()}, config=cfg, nic_mbps=rates, ranks=[0, 1])
-    sent: list[bytes] = []
-
-    def capture(sock: socket.socket, data: bytes, _addr: str, control: bool = False) -> bool:
-        sent.append(data)
-        eng._pacer_of[sock].tokens -= len(data) + WIRE_EXTRA
-        return True
-
-    eng._send = capture  # type: ignore[method-assign,assignment]
-    try:
+    with offline_engine(flows, keys, (0, 1), config=cfg, nic_mbps=rates, ranks=[0, 1]) as (
+        eng,
+        sent,
+    ):
         for s in eng.senders.values():
             s.limit = 100
         for turn in range(1, 9):
@@ -291,7 +278,3 @@ def test_a_hosts_nic_tokens_go_to_its_flows_in_turn() -> None:
             dsts = [f.dst for f in served if f.src == src]
             assert sorted(set(dsts)) == [d for d in range(3) if d != src]
             assert dsts.count(dsts[0]) == 4
-    finally:
-        eng.close()
-        for s in socks:
-            s.close()
