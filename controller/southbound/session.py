@@ -243,7 +243,6 @@ class SwitchSession:
             for i in range(0, len(batch), MAX_BATCH):
                 chunk = batch[i : i + MAX_BATCH]
                 await sw.write(chunk)
-
                 written += len(chunk)
         return written
 
