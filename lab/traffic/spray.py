@@ -62,7 +62,7 @@ from lab.nsenter import netns
 MAGIC = 0x5350
 HEADER = struct.Struct("!HBBHHIIq")
 """magic, type, path, flow, reserved, seq, path seq, send time (ns). An ACK carries the
-number of entries in ``path`` and one :data:`ACK_ENTRY` per path with news after it."""
+number of entries in ``path`` and one :data:`ACK_ENTRY` per path that has delivered anything."""
 ACK_ENTRY = struct.Struct("!BxxxIIq")
 """path, packets NACKed on it so far, highest path seq arrived, its send time (ns)."""
 DATA, ACK, PROBE, PROBE_ACK, NACK, ACK_REQUEST = 1, 2, 3, 4, 5, 6
@@ -257,6 +257,7 @@ class Sender:
     last_ack_ns: int = 0
     """When the flow's last ack came (news or not)."""
     ack_request_ns: int = 0
+    """When the flow last asked its receiver for an ack."""
     ack_requests: int = 0
     copies: dict[int, int] = field(default_factory=dict)
     """seq -> the path of a late packet that nothing overtook; a copy went on another
@@ -772,12 +773,12 @@ class SprayEngine:
         more), as RACK does it: the oldest packet in flight on a path is lost when a
         packet sent after it (on any path) was acked and it has waited longer than
         :meth:`reorder_ns`; or, whatever the other paths do, when it is older than
-        ``max(4 (2 srtt + 4 rttvar), 4 srtt of the slowest path, 200 ms)``. When nothing
-        sent later was acked by then (a flow's tail, or a window full of packets whose
-        acks died with the path), a copy of the late packet goes on another path
-        (TLP-style), beyond the window if need be, and the late path takes no new data
-        meanwhile; the copy is the later packet that judges it (retired when the copy is
-        acked first).
+        ``max(4 (2 srtt + 4 rttvar), 4 srtt of the slowest path, 200 ms)``. At a flow's
+        tail nothing sent later can overtake a late packet: once an ack since has not had
+        it, a copy goes on another path (TLP-style), beyond the window if need be, and the
+        late path takes no new data meanwhile; the copy is the later packet that judges
+        it (retired when the copy is acked first). A flow that hears no ack at all asks
+        for one (:meth:`_request_ack`).
         Queueing that every path sees alike (both hosts' NICs) moves the round trips,
         not the verdict. Retired paths are probed, backing off while the probes go
         unanswered."""
@@ -867,10 +868,10 @@ class SprayEngine:
     def _request_ack(self, s: Sender, now: int, quiet: float) -> None:
         """No ack at all for the flow for ``quiet`` ns (two round trips, as TCP's loss
         probe waits) while it has packets in flight: ask the receiver for one on every
-        healthy path. The
-        flow's last acks may have died with a path that failed after it carried their
-        data (an ack rides the reverse of the newest arrival's path), and with a full
-        window nothing new would ever ask again; the answer says what arrived."""
+        healthy path. The flow's last acks may have died with a path that failed after
+        it carried their data (an ack rides the reverse of the newest arrival's path),
+        and with a full window nothing new would ever ask again; the answer says what
+        arrived."""
         if now - max(s.last_ack_ns, s.ack_request_ns) <= quiet:
             return
         s.ack_request_ns = now
