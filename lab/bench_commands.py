@@ -238,6 +238,12 @@ def _register_collectives(
         "as before)",
     )  # fmt: skip
     col.add_argument(
+        "--oracle", action="store_true",
+        help="spray with --fail, measurement only: tell the spraying hosts the moment the "
+        "link fails and comes back, so that they need no detection; against a run without, "
+        "what detecting the failure costs",
+    )  # fmt: skip
+    col.add_argument(
         "--unpaced", action="store_true",
         help="do not pace the senders to their NICs (TCP: max-min fair share per connection; "
         "spray: a token bucket per NIC); for comparison",
@@ -420,6 +426,8 @@ def _collectives(args: argparse.Namespace) -> int:
                 raise LabError(f"--fail {args.fail}: give a link X-Y")
             if args.fail and args.iterations < 4:
                 raise LabError("--iterations: at least 4 with --fail")
+            if args.oracle and not args.fail:
+                raise LabError("--oracle: only with --fail (it tells the hosts of that failure)")
         except (TopologyError, LabError, KeyError) as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 1
@@ -437,6 +445,7 @@ def _collectives(args: argparse.Namespace) -> int:
             pace=not args.unpaced,
             mtu=args.mtu,
             spray_workers=args.spray_workers or 0,
+            oracle=args.oracle,
         )
         print(
             f"srv6lab bench collectives: {topo.summary()}, links at {link_mbps:g} Mbit/s, "

@@ -89,6 +89,11 @@ class BenchConfig:
     spray_workers: int = 0
     """Spray: worker processes, each running the spray of a part of the hosts (0: one
     per CPU core, at most one per host)."""
+    oracle: bool = False
+    """Spray with ``fail``, measurement only: tell the spraying hosts the moment the link
+    fails and comes back (``RunSpec.oracle_file``), so that a run shows what the failure
+    costs hosts that need no detection; the difference to a run without is what
+    detection costs."""
 
 
 def scaled_topology(source: Path, mbps: float, out: Path) -> Path:
@@ -520,11 +525,19 @@ def run_mode(
             transport = "spray"
         else:
             raise LabError(f"--mode {mode!r}: not one of {', '.join(MODES)}")
+        oracle = (
+            workdir / f"oracle-{mode}"
+            if cfg.oracle and transport == "spray" and cfg.fail is not None
+            else None
+        )
+        if oracle is not None:
+            info["oracle"] = True
         spec = RunSpec(transport, TRAFFIC_PATTERN[cfg.pattern], hosts, netns, specs, cfg.size,
                        cfg.iterations, cfg.spray,
                        nic_rates(topo, hosts) if cfg.pace else (),
                        cfg.pace_headroom, cfg.ack_tclass, cfg.mtu,
-                       spray_workers=cfg.spray_workers)  # fmt: skip
+                       spray_workers=cfg.spray_workers,
+                       oracle_file=str(oracle) if oracle else "")  # fmt: skip
         before = port_bytes(topo, view)
         tcp_before = tcp_counters(view, hosts)
         load_before = os.getloadavg()
@@ -533,7 +546,7 @@ def run_mode(
             t0 = time.monotonic()
             say(f"{mode}: running {cfg.iterations} iterations")
             if cfg.fail is not None:
-                fault = _fail_mid_run(lab, view, cfg, gen, say)
+                fault = _fail_mid_run(lab, view, cfg, gen, say, oracle=oracle)
             result = gen.wait_done(600.0)
             elapsed = time.monotonic() - t0
         after = port_bytes(topo, view)
@@ -580,10 +593,17 @@ def _bw(topo: Topology, direction: str) -> float:
 
 
 def _fail_mid_run(
-    lab: RunningLab, view: LabView, cfg: BenchConfig, gen: Generator, say: Progress
+    lab: RunningLab,
+    view: LabView,
+    cfg: BenchConfig,
+    gen: Generator,
+    say: Progress,
+    *,
+    oracle: Path | None = None,
 ) -> Fault:
     """Fail the link a third of the way into the third iteration (after two have set the
-    pace); restore it ``failed_s`` later."""
+    pace); restore it ``failed_s`` later. ``oracle``: the file that tells the spraying
+    hosts (``down A B`` once the failure is in place, ``up A B`` once it is undone)."""
     assert cfg.fail is not None
     while len(gen.iterations) < 2:
         line = gen.line(120.0)
@@ -594,12 +614,24 @@ def _fail_mid_run(
     due = second / 1e9 + per / 3
     _drain_until(gen, due)
     fault = fail(lab.run, view, cfg.kind, list(cfg.fail))
+    if oracle is not None:
+        _tell(oracle, "down", cfg.fail)
     say(f"{cfg.kind} failure of {'-'.join(cfg.fail)} injected ({fault.models})")
     assert fault.injected is not None
     _drain_until(gen, fault.injected.monotonic_ns / 1e9 + cfg.failed_s)
     (fault,) = restore(lab.run, view, list(cfg.fail))
-    say(f"{'-'.join(cfg.fail)} restored")
+    if oracle is not None:
+        _tell(oracle, "up", cfg.fail)
+    say(f"{'-'.join(cfg.fail)} restored" + (" (the spraying hosts told)" if oracle else ""))
     return fault
+
+
+def _tell(oracle: Path, word: str, link: tuple[str, str]) -> None:
+    """Append a line to the oracle file, atomically (the engines read it whole)."""
+    lines = oracle.read_text(encoding="utf-8") if oracle.exists() else ""
+    tmp = oracle.with_suffix(".tmp")
+    tmp.write_text(f"{lines}{word} {link[0]} {link[1]}\n", encoding="utf-8")
+    os.replace(tmp, oracle)
 
 
 def _drain_until(gen: Generator, deadline_s: float) -> None:

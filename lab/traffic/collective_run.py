@@ -134,6 +134,10 @@ class RunSpec:
     spray_workers: int = 0
     """Spray: processes that run the hosts' spray, each a part of the ranks (0: one per
     CPU core, at most one per host: :func:`lab.traffic.spray_partition.default_workers`)."""
+    oracle_file: str = ""
+    """Spray, measurement only: a file the bench writes ``down A B`` / ``up A B`` lines to
+    when it fails and restores a link; the engines act on it at once
+    (:class:`LinkOracle`). Empty: none (the hosts detect failures themselves)."""
 
     def nic_rates(self) -> dict[tuple[int, str], float]:
         return {(rank, addr): mbps for rank, addr, mbps in self.nic_mbps}
@@ -179,6 +183,7 @@ class RunSpec:
             int(raw.get("ack_tclass", CS6)),
             int(raw.get("mtu", 1500)),
             int(raw.get("spray_workers", 0)),
+            str(raw.get("oracle_file", "")),
         )
 
 
@@ -416,6 +421,33 @@ CPU-bound spray process 14 % of its time (py-spy); the timers work in steps of 5
 more."""
 
 
+class LinkOracle:
+    """Reads :attr:`RunSpec.oracle_file` (when it changed) and tells the engine of each
+    new line (:meth:`SprayEngine.link_news`)."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.stamp = 0
+        self.applied = 0
+
+    def poll(self, engine: SprayEngine) -> None:
+        try:
+            stamp = os.stat(self.path).st_mtime_ns
+        except FileNotFoundError:
+            return
+        if stamp == self.stamp:
+            return
+        self.stamp = stamp
+        with open(self.path, encoding="utf-8") as f:
+            lines = f.read().splitlines()
+        for line in lines[self.applied :]:
+            word, a, b = line.split()
+            if word not in ("down", "up"):
+                raise LabError(f"{self.path}: {line!r}: expected 'down A B' or 'up A B'")
+            engine.link_news(a, b, up=word == "up")
+        self.applied = len(lines)
+
+
 def spray_rounds(
     spec: RunSpec, engine: SprayEngine, barrier: Coordinator, stop: threading.Event
 ) -> int:
@@ -439,6 +471,7 @@ def spray_rounds(
 
         engine.on_delivered = delivered
     receivers = list(engine.receivers.values())
+    oracle = LinkOracle(spec.oracle_file) if spec.oracle_file else None
     started = reported = -1
     timed = turns = 0
     done: dict[int, int] = {}
@@ -456,6 +489,8 @@ def spray_rounds(
         now = time.monotonic_ns()
         turns += 1
         if now - timed >= TIMER_TICK:
+            if oracle is not None:
+                oracle.poll(engine)
             engine.timers(now)
             timed = now
         engine.pump(now)

@@ -48,6 +48,7 @@ finished about 20 ms after the others
 
 from __future__ import annotations
 
+import itertools
 import selectors
 import socket
 import struct
@@ -221,9 +222,17 @@ class PathState:
     lost_reported: int = 0
     acked_pseq: int = -1
     """The highest path sequence number acked (acks repeat it)."""
+    acked_sent_ns: int = 0
+    """When the newest packet acked on this path was sent: every hop of the path
+    delivered after then (:meth:`SprayEngine._shared_fate`)."""
     suspect: bool = False
     """A late packet of this path that nothing overtook went again on another path: no
     new data on it until it acks something (or the copy overtakes it: retired)."""
+    overdue: int = 0
+    """Packets in flight on this path that have waited longer than a round trip should
+    take (:meth:`SprayEngine.overdue_ns`), counted by the timers: they no longer hold the
+    flow's window, and the path takes no new data while it has any (if the flow has a
+    path without). Not a verdict: an ack clears it; the loss timers judge."""
 
 
 @dataclass
@@ -322,9 +331,19 @@ class SprayConfig:
     queueing. (With max(2 ms, min RTT / 4, 2 rttvar) a gray core link's paths were
     retired no sooner, p50 54-76 ms after the fault against 63-72, but 19-23 good paths
     were too while the other paths carried the failed link's share, against 6; README.)"""
+    overdue_margin_ms: float = 2.0
+    """A packet in flight longer than the round trip the flow's acks show plus
+    ``max(2 rttvar, this)`` is overdue: its path takes no new data and it no longer holds
+    the flow's window (:meth:`SprayEngine.overdue_ns`). A flow's packet on a path that
+    just died held half of a 2-packet window until the path was retired, 40-150 ms later;
+    4 flows into one receiver doing so cost that receiver's link a quarter of its rate
+    meanwhile (README, "Spray under a gray failure")."""
     probe_interval_ms: float = 5.0
-    probe_max_interval_ms: float = 80.0
-    """Unanswered probes back off (doubling) up to this interval."""
+    probe_max_interval_ms: float = 20.0
+    """Unanswered probes back off (doubling) up to this interval. A link that comes back
+    waits for the next probe before the 3 answered in a row: at 80 ms, dead paths were
+    re-admitted up to 85-135 ms after the link was restored (README, "Spray under a gray
+    failure"). Probes are small and in CS6: 50 a second per dead path."""
     probe_timeout_ms: float = 100.0
     readmit_after: int = 3
     packet: int = PACKET
@@ -420,6 +439,13 @@ class SprayEngine:
                 pacers=[self.pacers.get((f.src, p.src_addr)) for p in f.paths],
                 by_path=[deque() for _ in range(k)],
             )
+        self._hops = {
+            f.flow_id: [frozenset(itertools.pairwise(p.nodes)) for p in f.paths] for f in sending
+        }
+        """Per flow and path: its hops (node pairs, in the direction the data goes)."""
+        self._by_src: dict[int, list[Sender]] = {}
+        for sender in self.senders.values():
+            self._by_src.setdefault(sender.flow.src, []).append(sender)
         for f in receiving:
             k = len(f.paths)
             self.receivers[f.flow_id] = Receiver(
@@ -495,9 +521,13 @@ class SprayEngine:
 
     def _send_one(self, s: Sender, now: int) -> bool:
         n = len(s.paths)
-        healthy = sum(1 for p in s.paths if p.healthy)
         # The flow's window is spread over its healthy paths: a flow with one path (two
-        # hosts behind one switch) or one that lost a path keeps its rate.
+        # hosts behind one switch) or one that lost a path keeps its rate. A path whose
+        # packets are overdue (it may have died: the loss timers have not judged yet)
+        # takes no new data, and its packets do not count: the flow's other paths take
+        # its share, so the flow keeps its rate while it waits for the verdict.
+        live = sum(1 for p in s.paths if p.healthy and not p.overdue)
+        healthy = live or sum(1 for p in s.paths if p.healthy)
         window = max(self.cfg.window, -(-s.window // max(1, healthy)))
         # A late packet's copy may go beyond the window, as TCP's loss probe may: the
         # window may be full of packets whose acks died with the late path.
@@ -506,6 +536,8 @@ class SprayEngine:
             i = (s.rr + j) % n
             st = s.paths[i]
             if not st.healthy or st.suspect or st.in_flight >= window + copy_due:
+                continue
+            if st.overdue and live:
                 continue
             pacer = s.pacers[i]
             if pacer is not None and pacer.tokens < self._data_wire:
@@ -678,7 +710,9 @@ class SprayEngine:
             if seq < len(s.acked):
                 s.acked[seq] = 1
         st.lost_reported = max(st.lost_reported, nacked)
+        st.acked_sent_ns = max(st.acked_sent_ns, sent)
         st.suspect = False
+        st.overdue = 0  # the timers count again what is still late
         rtt = now - sent
         st.samples += 1
         if st.srtt_ns == 0:
@@ -701,22 +735,59 @@ class SprayEngine:
                 self._lost(s, path, seq, "the receiver saw a gap in the path's sequence")
 
     def _lost(self, s: Sender, path: int, seq: int, why: str) -> None:
-        del s.outstanding[seq]
+        _path, _pseq, sent = s.outstanding.pop(seq)
         st = s.paths[path]
         st.in_flight -= 1
+        st.overdue = max(0, st.overdue - 1)
         s.resend.append(seq)
-        self._verdict(s, st, why)
+        self._verdict(s, st, why, sent)
 
-    def _verdict(self, s: Sender, st: PathState, why: str) -> None:
-        """A packet of ``st`` was lost: retire the path (not the flow's last healthy one)."""
+    def _verdict(self, s: Sender, st: PathState, why: str, sent_ns: int) -> None:
+        """A packet of ``st`` sent at ``sent_ns`` was lost: retire the path (not the
+        flow's last healthy one), and the host's other paths that share its fate
+        (:meth:`_shared_fate`)."""
         st.lost += 1
         if st.healthy and any(p.healthy and p is not st for p in s.paths):
             self._retire(s, st, why)
+            self._shared_fate(s, st, sent_ns)
         elif st.healthy:
             # The flow's last healthy path: retiring it would stop the flow until a probe
             # came back. A loss on it is as likely congestion (the other paths' traffic
             # moved here) as a failure of everything; send again and keep it.
             s.kept_last += 1
+
+    def _shared_fate(self, s: Sender, st: PathState, sent_ns: int) -> None:
+        """The hops of a path that lost a packet sent at ``sent_ns``, less those of every
+        path of the same host that has delivered a packet sent after it, are where the
+        failure is (the suspects: a host knows every hop of its SRv6 paths). The host's
+        other healthy paths that cross ``min(2, len(suspects))`` of them are retired too,
+        without waiting for a loss of their own (probing re-admits one that was fine).
+        Without this, a host's second path through a dead core link went on taking data
+        until a packet of its own flow was overtaken: up to 150 ms after the fault where
+        the first took 45 ms (README, "Spray under a gray failure"). Two suspects, not
+        one: a single shared hop next to the failure (the destination's leaf, say) is as
+        likely fine."""
+        suspects = set(self._hops[s.flow.flow_id][st.index])
+        peers = self._by_src.get(s.flow.src, ())
+        for other in peers:
+            for p in other.paths:
+                if p.acked_sent_ns > sent_ns:
+                    suspects -= self._hops[other.flow.flow_id][p.index]
+        if not suspects:
+            return
+        need = min(2, len(suspects))
+        shared = " ".join(f"{a}->{b}" for a, b in sorted(suspects))
+        for other in peers:
+            for p in other.paths:
+                if (
+                    p is st
+                    or not p.healthy
+                    or len(suspects & self._hops[other.flow.flow_id][p.index]) < need
+                    or not any(q.healthy and q is not p for q in other.paths)
+                ):
+                    continue
+                why = f"shares {shared} with flow {s.flow.flow_id}'s path {st.index} (a loss)"
+                self._retire(other, p, why)
 
     def _retire(self, s: Sender, st: PathState, why: str) -> None:
         now = time.monotonic_ns()
@@ -737,6 +808,7 @@ class SprayEngine:
         s.by_path[st.index].clear()
         st.in_flight = 0
         st.suspect = False
+        st.overdue = 0
 
     def _event(self, s: Sender, st: PathState, what: str, now: int, why: str) -> Event:
         return {
@@ -765,6 +837,30 @@ class SprayEngine:
             self.events.append(
                 self._event(s, st, "readmitted", now, f"{st.probes_ok} probes answered in a row")
             )
+
+    def link_news(self, a: str, b: str, up: bool) -> int:
+        """Told that the link between nodes ``a`` and ``b`` went down (``up`` False) or
+        came back: retire every healthy path that crosses it, either way (not a flow's
+        last), or re-admit the retired ones. Only ``bench collectives --oracle`` calls
+        this, to measure what detecting a failure costs against hosts that need none; the
+        engine's own detection is the timers and the NACKs. Returns the paths changed."""
+        now = time.monotonic_ns()
+        why = f"told that {a}-{b} {'came back' if up else 'failed'} (oracle)"
+        changed = 0
+        for s in self.senders.values():
+            for st in s.paths:
+                nodes = s.flow.paths[st.index].nodes
+                hops = set(itertools.pairwise(nodes))
+                if (a, b) not in hops and (b, a) not in hops:
+                    continue
+                if up and not st.healthy:
+                    st.healthy = True
+                    self.events.append(self._event(s, st, "readmitted", now, why))
+                    changed += 1
+                elif not up and st.healthy and any(p.healthy and p is not st for p in s.paths):
+                    self._retire(s, st, why)
+                    changed += 1
+        return changed
 
     # timers ---------------------------------------------------------------------------
 
@@ -806,7 +902,15 @@ class SprayEngine:
                             break
                         q.popleft()  # went again elsewhere (its path retired): not ours
                     if not q:
+                        st.overdue = 0
                         continue
+                    st.overdue = 0
+                    if st.samples >= 4:
+                        due = now - self.overdue_ns(s, st)
+                        for _pseq, _seq, sent in q:
+                            if sent >= due:
+                                break
+                            st.overdue += 1
                     srtt = st.srtt_ns or slowest
                     rto = max(min_rto, 2 * srtt + 4 * st.rttvar_ns)
                     late = now - sent
@@ -845,7 +949,7 @@ class SprayEngine:
                     if copied:  # its copy is in flight or arrived: judge the path only
                         del s.copies[seq]
                         st.in_flight -= 1
-                        self._verdict(s, st, why)
+                        self._verdict(s, st, why, sent)
                     else:
                         self._lost(s, st.index, seq, why)
                     continue
@@ -881,6 +985,15 @@ class SprayEngine:
                 p = s.flow.paths[st.index]
                 req = HEADER.pack(MAGIC, ACK_REQUEST, st.index, s.flow.flow_id, 0, 0, 0, now)
                 self._send(s.socks[st.index], req, p.dst_addr, control=True)
+
+    def overdue_ns(self, s: Sender, st: PathState) -> float:
+        """How long a packet of path ``st`` may be in flight before it stops holding the
+        flow's window (:attr:`PathState.overdue`): the newest acked packet's round trip
+        or the path's smoothed one, whichever is longer, plus ``max(2 rttvar,
+        overdue_margin_ms)``. Well short of a verdict (:meth:`reorder_ns`): being wrong
+        costs one packet more in flight on the flow's other paths."""
+        reference = max(s.rack_rtt_ns, st.srtt_ns)
+        return reference + max(2 * st.rttvar_ns, self.cfg.overdue_margin_ms * 1e6)
 
     def reorder_ns(self, s: Sender, st: PathState) -> float:
         """How long a packet of path ``st`` may wait once a later one was acked: the round

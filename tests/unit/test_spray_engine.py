@@ -5,11 +5,15 @@ wire is captured instead of sent."""
 
 from __future__ import annotations
 
+import os
 import socket
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
+from lab.errors import LabError
+from lab.traffic.collective_run import LinkOracle
 from lab.traffic.spray import (
     ACK,
     ACK_MARK,
@@ -168,6 +172,120 @@ def test_a_late_original_that_arrives_clears_its_path(
     assert not s.paths[0].suspect and s.paths[0].in_flight == 0 and not s.copies
     eng.timers(146 * MS)
     assert s.paths[0].healthy and not eng.events
+
+
+def test_an_overdue_packet_stops_holding_the_flows_window() -> None:
+    keys = [
+        (rank, addr, mark + i)
+        for i in range(2)
+        for rank, addr, mark in ((0, "2001:db8:1::1", MARK), (1, "2001:db8:2::1", ACK_MARK))
+    ]
+    flows = [SprayFlow(0, 0, 1, _paths(2))]
+    with offline_engine(flows, keys, (0, 1), config=SprayConfig(host_window=2)) as (eng, sent):
+        s = _measured_sender(eng, limit=20)
+        eng.pump(100 * MS)
+        assert [p.in_flight for p in s.paths] == [1, 1]  # a window of 2, one per path
+        _ack_for(eng, 1, 0, 100 * MS, now=120 * MS)  # path 1's packet back, path 0's not
+        eng.timers(121 * MS)
+        eng.pump(121 * MS)
+        assert [p.in_flight for p in s.paths] == [1, 1]  # 21 ms: not overdue yet
+        assert s.paths[0].overdue == 0
+        eng.timers(123 * MS)  # past the round trip + max(2 rttvar, 2 ms)
+        assert s.paths[0].overdue == 1 and s.paths[0].healthy and not eng.events
+        sent.clear()
+        eng.pump(123 * MS)
+        # path 0 takes no new data; its packet no longer counts: path 1 takes the window
+        assert [p.in_flight for p in s.paths] == [1, 2]
+        assert [HEADER.unpack_from(d)[2] for d in sent] == [1]
+        _ack_for(eng, 0, 0, 100 * MS, now=124 * MS)  # it was only late
+        assert s.paths[0].overdue == 0 and s.paths[0].in_flight == 0
+        eng.pump(124 * MS)
+        assert s.paths[0].in_flight == 1  # back in the rotation
+
+
+HOST = "2001:db8:1::1"
+
+
+def _fabric_flows() -> tuple[list[SprayFlow], list[tuple[int, str, int]]]:
+    """Host 0's flows to hosts 1-3 over a fat tree's pods, 2 paths each (as GetPaths
+    salts them), and the sockets they need."""
+    routes = {
+        1: (("e1", "a1", "c1", "a3", "e3"), ("e1", "a2", "c3", "a4", "e3")),
+        2: (("e1", "a1", "c1", "a3", "e4"), ("e1", "a2", "c4", "a4", "e4")),
+        3: (("e1", "a1", "c2", "a3", "e3"), ("e1", "a2", "c4", "a4", "e3")),
+    }
+    flows = []
+    for fid, (dst, hops) in enumerate(routes.items()):
+        addr = f"2001:db8:{dst + 1}::1"
+        paths = tuple(
+            SprayPath(i, ("h0", *h, f"h{dst}"), HOST, addr, "fc::1", "fc::2")
+            for i, h in enumerate(hops)
+        )
+        flows.append(SprayFlow(fid, 0, dst, paths))
+    keys = [(0, HOST, MARK + i) for i in range(2)] + [
+        (f.dst, f.paths[0].dst_addr, ACK_MARK + i) for f in flows for i in range(2)
+    ]
+    return flows, keys
+
+
+def test_a_loss_retires_the_hosts_other_paths_through_the_failed_hops() -> None:
+    flows, keys = _fabric_flows()
+    with offline_engine(flows, keys, (0, 1, 2, 3)) as (eng, _sent):
+        for s in eng.senders.values():
+            s.limit = 4
+        eng.pump(100 * MS)
+        # acks since for packets sent after 100 ms: every path but flow 0's and flow 1's
+        # first (both through a1 -> c1 -> a3) delivered
+        for s in eng.senders.values():
+            for p in s.paths:
+                if p.index or s.flow.flow_id == 2:
+                    p.acked_sent_ns = 120 * MS
+        eng._nack(0, 0, 0, 0)  # flow 0's first path lost its packet of 100 ms
+        retired = [(e["flow"], e["path"]) for e in eng.events]
+        assert retired == [(0, 0), (1, 0)]
+        # a3 -> e3 is not a suspect (flow 2 delivered over it), a1 -> c1 -> a3 is
+        assert "a1->c1 c1->a3 with flow 0's path 0" in eng.events[1]["reason"]
+        assert eng.senders[2].paths[0].healthy  # shares e1 -> a1 and a3 -> e3 only
+
+
+def test_a_loss_with_every_hop_proven_since_retires_only_its_path() -> None:
+    flows, keys = _fabric_flows()
+    with offline_engine(flows, keys, (0, 1, 2, 3)) as (eng, _sent):
+        eng.senders[0].limit = 2
+        eng.pump(100 * MS)
+        for s in eng.senders.values():
+            for p in s.paths:
+                p.acked_sent_ns = 120 * MS  # all delivered after: not a failed hop
+        eng._nack(0, 0, 0, 0)
+        assert [(e["flow"], e["path"]) for e in eng.events] == [(0, 0)]
+
+
+def test_the_oracle_retires_the_paths_over_a_link_and_readmits_them(tmp_path: Path) -> None:
+    flows, keys = _fabric_flows()
+    with offline_engine(flows, keys, (0, 1, 2, 3)) as (eng, _sent):
+        oracle = LinkOracle(str(tmp_path / "oracle"))
+        oracle.poll(eng)  # no file yet: nothing
+        (tmp_path / "oracle").write_text("down c1 a1\n", encoding="utf-8")  # either way
+        oracle.poll(eng)
+        assert [(e["flow"], e["path"], e["event"]) for e in eng.events] == [
+            (0, 0, "retired"),
+            (1, 0, "retired"),
+        ]
+        assert "(oracle)" in eng.events[0]["reason"]
+        # e1 -> a2 is on every flow's second path: flow 2's goes, flows 0 and 1 keep
+        # theirs (their last)
+        assert eng.link_news("e1", "a2", up=False) == 1
+        assert not eng.senders[2].paths[1].healthy
+        assert eng.senders[0].paths[1].healthy and eng.senders[1].paths[1].healthy
+        (tmp_path / "oracle").write_text("down c1 a1\nup c1 a1\n", encoding="utf-8")
+        os.utime(tmp_path / "oracle", ns=(1, 1))  # a new stamp, whatever the clock
+        oracle.poll(eng)
+        assert all(st.healthy for st in eng.senders[0].paths + eng.senders[1].paths)
+        assert not eng.senders[2].paths[1].healthy  # only what crosses c1 - a1 came back
+        (tmp_path / "oracle").write_text("down c1 a1\nup c1 a1\nsideways a b\n")
+        os.utime(tmp_path / "oracle", ns=(2, 2))
+        with pytest.raises(LabError, match="expected 'down A B' or 'up A B'"):
+            oracle.poll(eng)
 
 
 def test_acks_repeat_every_path_and_repeats_are_no_news(
