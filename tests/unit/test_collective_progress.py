@@ -42,3 +42,23 @@ def test_a_failure_longer_than_an_iteration_separates_capacity_from_reaction() -
     # iteration 2: 130 - (50/130 x 100 + 80/130 x 120); iteration 5: 110 - (100 + 120) / 2
     expected_2 = 130 - (50 / 130 * 100 + 80 / 130 * 120)
     assert got["progress_lost_beyond_capacity_ms"] == pytest.approx(expected_2 + 0 + 0 + 0)
+
+
+def test_the_noise_of_the_degraded_iterations_cancels() -> None:
+    # as above, but the iterations inside the failure vary around their median (118,
+    # 120, 122): their ups and downs are the degraded pace's own noise, not progress lost
+    its = _iterations([100, 100, 130, 118, 120, 122, 110, 100, 100])
+    start = 250 * MS
+    end = its[6]["started_ns"] + 55 * MS
+    got = progress_lost(its, start=start, end=end)
+    assert got["degraded_iterations"] == [3, 4, 5] and got["degraded_cct_ms"] == 120
+    expected_2 = 130 - (50 / 130 * 100 + 80 / 130 * 120)
+    assert got["progress_lost_beyond_capacity_ms"] == pytest.approx(expected_2 - 2 + 0 + 2 + 0)
+
+
+def test_a_failure_that_cost_nothing_beyond_capacity_is_zero_not_negative() -> None:
+    its = _iterations([100, 100, 105, 120, 120, 100, 100])
+    start = 250 * MS  # iteration 2 (200-305 ms): faster than its mix of 100 and 120
+    end = its[5]["started_ns"]
+    got = progress_lost(its, start=start, end=end)
+    assert got["progress_lost_beyond_capacity_ms"] == 0
