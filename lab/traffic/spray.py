@@ -324,13 +324,17 @@ class SprayConfig:
     """...or when its oldest unacked packet has waited this long."""
     min_rto_ms: float = 10.0
     """The floor of the give-up timer (what no ack at all shows, below)."""
-    reorder_ms: float = 10.0
+    reorder_ms: float = 4.0
     """RACK's reordering window, at least: a packet is lost once a packet sent after it
     was acked and it has waited that packet's round trip plus max(this, 4 rttvar, srtt /
-    2 of its path). The flow's paths are of equal length, so what reorders them is
-    queueing. (With max(2 ms, min RTT / 4, 2 rttvar) a gray core link's paths were
-    retired no sooner, p50 54-76 ms after the fault against 63-72, but 19-23 good paths
-    were too while the other paths carried the failed link's share, against 6; README.)"""
+    4 of its path). The flow's paths are of equal length, so what reorders them is
+    queueing. What a gray failure costs beyond the link's capacity follows how soon its
+    dead paths are retired (hosts told at once, ``--oracle``: 0-20 ms, median 8; README,
+    "Spray: detection against an oracle"): with max(10 ms, 4 rttvar, srtt / 2), 42 ms
+    median over 6 runs (dead paths retired p50 43-73 ms after the fault), with this
+    window 18 ms over 9 (40-59 ms), at the price of 0-6 good paths retired and
+    re-admitted meanwhile (1-11 in a clean run). (Tighter still, max(2 ms, min RTT / 4,
+    2 rttvar), retired 19-23 good paths during a failure, before fate sharing.)"""
     overdue_margin_ms: float = 2.0
     """A packet in flight longer than the round trip the flow's acks show plus
     ``max(2 rttvar, this)`` is overdue: its path takes no new data and it no longer holds
@@ -999,10 +1003,10 @@ class SprayEngine:
         """How long a packet of path ``st`` may wait once a later one was acked: the round
         trip of the newest packet acked (RACK's reference; the path's own smoothed round
         trip if that is longer, so that a slower path is not judged by a faster one's)
-        plus the reordering window, ``max(reorder_ms, 4 rttvar, srtt / 2)``. The same
+        plus the reordering window, ``max(reorder_ms, 4 rttvar, srtt / 4)``. The same
         wait marks a packet that nothing overtook late."""
         reference = max(s.rack_rtt_ns, st.srtt_ns)
-        window = max(self.cfg.reorder_ms * 1e6, 4 * st.rttvar_ns, st.srtt_ns / 2)
+        window = max(self.cfg.reorder_ms * 1e6, 4 * st.rttvar_ns, st.srtt_ns / 4)
         return reference + window
 
     def stats(self) -> dict[str, Any]:

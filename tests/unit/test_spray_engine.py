@@ -119,7 +119,7 @@ def test_timer_loss_needs_a_later_packet_acked_elsewhere_and_no_stall(
     eng.pump(100 * MS)  # path 0 and 1 get packets at t = 100 ms
     s.last_ack_send_ns = 101 * MS  # a packet sent later, on path 1, was acked
     eng.timers(110 * MS)
-    assert s.paths[0].healthy  # 10 ms late: inside srtt + max(10 ms, 4 rttvar, srtt/2)
+    assert s.paths[0].healthy  # 10 ms late: inside srtt + max(4 ms, 4 rttvar, srtt/4)
     eng.timers(110 * MS + STALL_NS + 1)  # the loop did not run for > 20 ms
     assert s.paths[0].healthy and eng.stalls == 1
     eng.timers(132 * MS)
