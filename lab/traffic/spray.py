@@ -228,11 +228,6 @@ class PathState:
     suspect: bool = False
     """A late packet of this path that nothing overtook went again on another path: no
     new data on it until it acks something (or the copy overtakes it: retired)."""
-    overdue: int = 0
-    """Packets in flight on this path that have waited longer than a round trip should
-    take (:meth:`SprayEngine.overdue_ns`), counted by the timers: they no longer hold the
-    flow's window, and the path takes no new data while it has any (if the flow has a
-    path without). Not a verdict: an ack clears it; the loss timers judge."""
 
 
 @dataclass
@@ -324,24 +319,13 @@ class SprayConfig:
     """...or when its oldest unacked packet has waited this long."""
     min_rto_ms: float = 10.0
     """The floor of the give-up timer (what no ack at all shows, below)."""
-    reorder_ms: float = 4.0
+    reorder_ms: float = 10.0
     """RACK's reordering window, at least: a packet is lost once a packet sent after it
     was acked and it has waited that packet's round trip plus max(this, 4 rttvar, srtt /
-    4 of its path). The flow's paths are of equal length, so what reorders them is
-    queueing. What a gray failure costs beyond the link's capacity follows how soon its
-    dead paths are retired (hosts told at once, ``--oracle``: 0-20 ms, median 8; README,
-    "Spray: detection against an oracle"): with max(10 ms, 4 rttvar, srtt / 2), 42 ms
-    median over 6 runs (dead paths retired p50 43-73 ms after the fault), with this
-    window 18 ms over 9 (40-59 ms), at the price of 0-6 good paths retired and
-    re-admitted meanwhile (1-11 in a clean run). (Tighter still, max(2 ms, min RTT / 4,
-    2 rttvar), retired 19-23 good paths during a failure, before fate sharing.)"""
-    overdue_margin_ms: float = 2.0
-    """A packet in flight longer than the round trip the flow's acks show plus
-    ``max(2 rttvar, this)`` is overdue: its path takes no new data and it no longer holds
-    the flow's window (:meth:`SprayEngine.overdue_ns`). A flow's packet on a path that
-    just died held half of a 2-packet window until the path was retired, 40-150 ms later;
-    4 flows into one receiver doing so cost that receiver's link a quarter of its rate
-    meanwhile (README, "Spray under a gray failure")."""
+    2 of its path). The flow's paths are of equal length, so what reorders them is
+    queueing. (With max(2 ms, min RTT / 4, 2 rttvar) a gray core link's paths were
+    retired no sooner, p50 54-76 ms after the fault against 63-72, but 19-23 good paths
+    were too while the other paths carried the failed link's share, against 6; README.)"""
     probe_interval_ms: float = 5.0
     probe_max_interval_ms: float = 20.0
     """Unanswered probes back off (doubling) up to this interval. A link that comes back
@@ -525,13 +509,9 @@ class SprayEngine:
 
     def _send_one(self, s: Sender, now: int) -> bool:
         n = len(s.paths)
+        healthy = sum(1 for p in s.paths if p.healthy)
         # The flow's window is spread over its healthy paths: a flow with one path (two
-        # hosts behind one switch) or one that lost a path keeps its rate. A path whose
-        # packets are overdue (it may have died: the loss timers have not judged yet)
-        # takes no new data, and its packets do not count: the flow's other paths take
-        # its share, so the flow keeps its rate while it waits for the verdict.
-        live = sum(1 for p in s.paths if p.healthy and not p.overdue)
-        healthy = live or sum(1 for p in s.paths if p.healthy)
+        # hosts behind one switch) or one that lost a path keeps its rate.
         window = max(self.cfg.window, -(-s.window // max(1, healthy)))
         # A late packet's copy may go beyond the window, as TCP's loss probe may: the
         # window may be full of packets whose acks died with the late path.
@@ -540,8 +520,6 @@ class SprayEngine:
             i = (s.rr + j) % n
             st = s.paths[i]
             if not st.healthy or st.suspect or st.in_flight >= window + copy_due:
-                continue
-            if st.overdue and live:
                 continue
             pacer = s.pacers[i]
             if pacer is not None and pacer.tokens < self._data_wire:
@@ -716,7 +694,6 @@ class SprayEngine:
         st.lost_reported = max(st.lost_reported, nacked)
         st.acked_sent_ns = max(st.acked_sent_ns, sent)
         st.suspect = False
-        st.overdue = 0  # the timers count again what is still late
         rtt = now - sent
         st.samples += 1
         if st.srtt_ns == 0:
@@ -742,7 +719,6 @@ class SprayEngine:
         _path, _pseq, sent = s.outstanding.pop(seq)
         st = s.paths[path]
         st.in_flight -= 1
-        st.overdue = max(0, st.overdue - 1)
         s.resend.append(seq)
         self._verdict(s, st, why, sent)
 
@@ -812,7 +788,6 @@ class SprayEngine:
         s.by_path[st.index].clear()
         st.in_flight = 0
         st.suspect = False
-        st.overdue = 0
 
     def _event(self, s: Sender, st: PathState, what: str, now: int, why: str) -> Event:
         return {
@@ -906,15 +881,7 @@ class SprayEngine:
                             break
                         q.popleft()  # went again elsewhere (its path retired): not ours
                     if not q:
-                        st.overdue = 0
                         continue
-                    st.overdue = 0
-                    if st.samples >= 4:
-                        due = now - self.overdue_ns(s, st)
-                        for _pseq, _seq, sent in q:
-                            if sent >= due:
-                                break
-                            st.overdue += 1
                     srtt = st.srtt_ns or slowest
                     rto = max(min_rto, 2 * srtt + 4 * st.rttvar_ns)
                     late = now - sent
@@ -990,23 +957,14 @@ class SprayEngine:
                 req = HEADER.pack(MAGIC, ACK_REQUEST, st.index, s.flow.flow_id, 0, 0, 0, now)
                 self._send(s.socks[st.index], req, p.dst_addr, control=True)
 
-    def overdue_ns(self, s: Sender, st: PathState) -> float:
-        """How long a packet of path ``st`` may be in flight before it stops holding the
-        flow's window (:attr:`PathState.overdue`): the newest acked packet's round trip
-        or the path's smoothed one, whichever is longer, plus ``max(2 rttvar,
-        overdue_margin_ms)``. Well short of a verdict (:meth:`reorder_ns`): being wrong
-        costs one packet more in flight on the flow's other paths."""
-        reference = max(s.rack_rtt_ns, st.srtt_ns)
-        return reference + max(2 * st.rttvar_ns, self.cfg.overdue_margin_ms * 1e6)
-
     def reorder_ns(self, s: Sender, st: PathState) -> float:
         """How long a packet of path ``st`` may wait once a later one was acked: the round
         trip of the newest packet acked (RACK's reference; the path's own smoothed round
         trip if that is longer, so that a slower path is not judged by a faster one's)
-        plus the reordering window, ``max(reorder_ms, 4 rttvar, srtt / 4)``. The same
+        plus the reordering window, ``max(reorder_ms, 4 rttvar, srtt / 2)``. The same
         wait marks a packet that nothing overtook late."""
         reference = max(s.rack_rtt_ns, st.srtt_ns)
-        window = max(self.cfg.reorder_ms * 1e6, 4 * st.rttvar_ns, st.srtt_ns / 4)
+        window = max(self.cfg.reorder_ms * 1e6, 4 * st.rttvar_ns, st.srtt_ns / 2)
         return reference + window
 
     def stats(self) -> dict[str, Any]:

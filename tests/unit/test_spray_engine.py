@@ -119,7 +119,7 @@ def test_timer_loss_needs_a_later_packet_acked_elsewhere_and_no_stall(
     eng.pump(100 * MS)  # path 0 and 1 get packets at t = 100 ms
     s.last_ack_send_ns = 101 * MS  # a packet sent later, on path 1, was acked
     eng.timers(110 * MS)
-    assert s.paths[0].healthy  # 10 ms late: inside srtt + max(4 ms, 4 rttvar, srtt/4)
+    assert s.paths[0].healthy  # 10 ms late: inside srtt + max(10 ms, 4 rttvar, srtt/2)
     eng.timers(110 * MS + STALL_NS + 1)  # the loop did not run for > 20 ms
     assert s.paths[0].healthy and eng.stalls == 1
     eng.timers(132 * MS)
@@ -172,35 +172,6 @@ def test_a_late_original_that_arrives_clears_its_path(
     assert not s.paths[0].suspect and s.paths[0].in_flight == 0 and not s.copies
     eng.timers(146 * MS)
     assert s.paths[0].healthy and not eng.events
-
-
-def test_an_overdue_packet_stops_holding_the_flows_window() -> None:
-    keys = [
-        (rank, addr, mark + i)
-        for i in range(2)
-        for rank, addr, mark in ((0, "2001:db8:1::1", MARK), (1, "2001:db8:2::1", ACK_MARK))
-    ]
-    flows = [SprayFlow(0, 0, 1, _paths(2))]
-    with offline_engine(flows, keys, (0, 1), config=SprayConfig(host_window=2)) as (eng, sent):
-        s = _measured_sender(eng, limit=20)
-        eng.pump(100 * MS)
-        assert [p.in_flight for p in s.paths] == [1, 1]  # a window of 2, one per path
-        _ack_for(eng, 1, 0, 100 * MS, now=120 * MS)  # path 1's packet back, path 0's not
-        eng.timers(121 * MS)
-        eng.pump(121 * MS)
-        assert [p.in_flight for p in s.paths] == [1, 1]  # 21 ms: not overdue yet
-        assert s.paths[0].overdue == 0
-        eng.timers(123 * MS)  # past the round trip + max(2 rttvar, 2 ms)
-        assert s.paths[0].overdue == 1 and s.paths[0].healthy and not eng.events
-        sent.clear()
-        eng.pump(123 * MS)
-        # path 0 takes no new data; its packet no longer counts: path 1 takes the window
-        assert [p.in_flight for p in s.paths] == [1, 2]
-        assert [HEADER.unpack_from(d)[2] for d in sent] == [1]
-        _ack_for(eng, 0, 0, 100 * MS, now=124 * MS)  # it was only late
-        assert s.paths[0].overdue == 0 and s.paths[0].in_flight == 0
-        eng.pump(124 * MS)
-        assert s.paths[0].in_flight == 1  # back in the rotation
 
 
 HOST = "2001:db8:1::1"
