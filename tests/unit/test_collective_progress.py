@@ -1,13 +1,16 @@
 """Progress lost to a failure, from a run's iterations (``lab.collectives.progress_lost``),
-against hand-computed cases."""
+against hand-computed cases; and the oracle that tells spraying hosts of a failure
+(measurement only)."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from lab.collectives import progress_lost
+from lab.cli import main
+from lab.collectives import _tell, progress_lost
 
 MS = 1_000_000
 
@@ -62,3 +65,16 @@ def test_a_failure_that_cost_nothing_beyond_capacity_is_zero_not_negative() -> N
     end = its[5]["started_ns"]
     got = progress_lost(its, start=start, end=end)
     assert got["progress_lost_beyond_capacity_ms"] == 0
+
+
+def test_the_oracle_file_gets_one_line_per_news(tmp_path: Path) -> None:
+    oracle = tmp_path / "oracle-spray"
+    _tell(oracle, "down", ("agg1", "core1"))
+    _tell(oracle, "up", ("agg1", "core1"))
+    assert oracle.read_text(encoding="utf-8") == "down agg1 core1\nup agg1 core1\n"
+    assert [p.name for p in tmp_path.iterdir()] == ["oracle-spray"]  # no temp file left
+
+
+def test_the_oracle_needs_a_failure(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["bench", "collectives", "--topology", "fat-tree-4", "--oracle"]) == 1
+    assert "--oracle: only with --fail" in capsys.readouterr().err
