@@ -622,7 +622,7 @@ def _fail_mid_run(
     (fault,) = restore(lab.run, view, list(cfg.fail))
     if oracle is not None:
         _tell(oracle, "up", cfg.fail)
-    say(f"{'-'.join(cfg.fail)} restored" + (" (the spraying hosts told)" if oracle else ""))
+    say(f"{'-'.join(cfg.fail)} restored" + ("; the spraying hosts were told" if oracle else ""))
     return fault
 
 

@@ -440,11 +440,13 @@ class LinkOracle:
         self.stamp = stamp
         with open(self.path, encoding="utf-8") as f:
             lines = f.read().splitlines()
-        for line in lines[self.applied :]:
-            word, a, b = line.split()
-            if word not in ("down", "up"):
-                raise LabError(f"{self.path}: {line!r}: expected 'down A B' or 'up A B'")
-            engine.link_news(a, b, up=word == "up")
+        for number, line in enumerate(lines[self.applied :], self.applied + 1):
+            words = line.split()
+            if len(words) != 3 or words[0] not in ("down", "up"):
+                raise LabError(
+                    f"{self.path}, line {number}: {line!r}: expected 'down A B' or 'up A B'"
+                )
+            engine.link_news(words[1], words[2], up=words[0] == "up")
         self.applied = len(lines)
 
 

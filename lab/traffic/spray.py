@@ -28,7 +28,9 @@ NACK at once when a path's sequence numbers jump (paths are FIFO: the packets in
 were lost; the primary loss signal, as in MRC). Timers catch what no gap shows, RACK and
 TLP style (see :meth:`SprayEngine.timers`), and a flow that hears no ack for two round
 trips asks its receiver for one on every healthy path. A loss retires the path at once
-(not a flow's last healthy one); its packets in flight are sent again on the others. A
+(not a flow's last healthy one); its packets in flight are sent again on the others. The
+host's other paths over the hops where the loss can have been (those no path of the host
+has delivered over since) are retired with it (:meth:`SprayEngine._shared_fate`). A
 retired path gets a probe every ``probe_interval`` (doubling up to ``probe_max_interval``
 while unanswered); ``readmit_after`` answered probes in a row re-admit it (a probe
 unanswered after ``probe_timeout`` starts the count again). Acks, NACKs and probes carry

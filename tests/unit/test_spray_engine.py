@@ -255,7 +255,7 @@ def test_the_oracle_retires_the_paths_over_a_link_and_readmits_them(tmp_path: Pa
         assert not eng.senders[2].paths[1].healthy  # only what crosses c1 - a1 came back
         (tmp_path / "oracle").write_text("down c1 a1\nup c1 a1\nsideways a b\n")
         os.utime(tmp_path / "oracle", ns=(2, 2))
-        with pytest.raises(LabError, match="expected 'down A B' or 'up A B'"):
+        with pytest.raises(LabError, match="line 3: 'sideways a b': expected 'down A B'"):
             oracle.poll(eng)
 
 
