@@ -64,8 +64,16 @@ from lab.nsenter import netns
 
 MAGIC = 0x5350
 HEADER = struct.Struct("!HBBHHIIq")
-"""magic, type, path, flow, reserved, seq, path seq, send time (ns). An ACK carries the
-number of entries in ``path`` and one :data:`ACK_ENTRY` per path that has delivered anything."""
+"""magic, type, path, flow, prev, seq, path seq, send time (ns). An ACK carries the
+number of entries in ``path`` and one :data:`ACK_ENTRY` per path that has delivered
+anything. A DATA packet's ``prev`` names the flow's newest packet sent before it on
+another healthy path (:func:`pack_prev`), or is :data:`NO_PREV`."""
+NO_PREV = 0xFFFF
+CHAINED = 1
+"""A NACK's ``prev``: the receiver learned of the loss from a later packet on another path
+(:meth:`SprayEngine._watch`), not from a gap in the path's own sequence (0)."""
+PREV_BITS = 13
+"""``prev`` = path << 13 | path seq mod 8192 (paths 0-6)."""
 ACK_ENTRY = struct.Struct("!BxxxIIq")
 """path, packets NACKed on it so far, highest path seq arrived, its send time (ns)."""
 DATA, ACK, PROBE, PROBE_ACK, NACK, ACK_REQUEST = 1, 2, 3, 4, 5, 6
@@ -109,6 +117,20 @@ def packet_for_mtu(mtu: int) -> int:
     if packet < HEADER.size + 1:
         raise ValueError(f"host MTU {mtu} leaves no room for a spray data packet")
     return packet
+
+
+def pack_prev(path: int, pseq: int) -> int:
+    return NO_PREV if path >= 7 else path << PREV_BITS | pseq & ((1 << PREV_BITS) - 1)
+
+
+def unpack_prev(prev: int, expected: int) -> tuple[int, int]:
+    """(path, path seq) of a ``prev`` field, the path seq taken nearest to ``expected``
+    (the receiver's next due on that path): at or above it if the packet may still be on
+    its way, below it if it has arrived."""
+    span = 1 << PREV_BITS
+    low = prev & (span - 1)
+    ahead = (low - expected) % span
+    return prev >> PREV_BITS, expected + ahead if ahead < span // 2 else expected + ahead - span
 
 
 STALL_NS = 20_000_000
@@ -270,6 +292,9 @@ class Sender:
     path, the original stays in flight on its path until acked or overtaken."""
     window: int = 0
     """Packets the flow may have in flight now, over all its paths (set on every turn)."""
+    last_sent: list[tuple[int, int]] = field(default_factory=list)
+    """Per path: (send ns, path seq) of the newest data packet sent on it ((0, -1): none),
+    for the next packet's ``prev``."""
 
 
 @dataclass
@@ -296,6 +321,15 @@ class Receiver:
     """The path of the newest arrival: the next ack goes back on its reverse."""
     nacked: list[int] = field(default_factory=list)
     """Per path: packets reported missing so far (every ACK carries it)."""
+    owd: list[float] = field(default_factory=list)
+    """Per path: smoothed one-way delay (arrival less the sender's stamp, ns; 0: no
+    sample). Only differences between a flow's paths are used, so the hosts' clocks need
+    not agree."""
+    owd_var: list[float] = field(default_factory=list)
+    watch: dict[int, tuple[int, int, int]] = field(default_factory=dict)
+    """path -> (path seq, deadline ns, path it was learned on): a packet a later one
+    named as its ``prev`` that has not arrived; NACKed on that other path once the
+    deadline passes (:meth:`SprayEngine.flush_acks`)."""
 
 
 @dataclass
@@ -328,6 +362,10 @@ class SprayConfig:
     queueing. (With max(2 ms, min RTT / 4, 2 rttvar) a gray core link's paths were
     retired no sooner, p50 54-76 ms after the fault against 63-72, but 19-23 good paths
     were too while the other paths carried the failed link's share, against 6; README.)"""
+    chain_margin_ms: float = 3.0
+    """A packet a later one on another path named as sent before it is NACKed once it is
+    this much (or 4 times its path's one-way delay variation) later than its path's
+    one-way delay allows (:meth:`SprayEngine._watch`)."""
     probe_interval_ms: float = 5.0
     probe_max_interval_ms: float = 20.0
     """Unanswered probes back off (doubling) up to this interval. A link that comes back
@@ -428,6 +466,7 @@ class SprayEngine:
                 [send_socks[(f.src, p.src_addr, MARK + p.index)] for p in f.paths],
                 pacers=[self.pacers.get((f.src, p.src_addr)) for p in f.paths],
                 by_path=[deque() for _ in range(k)],
+                last_sent=[(0, -1)] * k,
             )
         self._hops = {
             f.flow_id: [frozenset(itertools.pairwise(p.nodes)) for p in f.paths] for f in sending
@@ -444,6 +483,8 @@ class SprayEngine:
                 expected=[0] * k,
                 newest=[None] * k,
                 nacked=[0] * k,
+                owd=[0.0] * k,
+                owd_var=[0.0] * k,
             )
         self._ranks = 1 + max((r for f in flows for r in (f.src, f.dst)), default=0)
         self._turn = 0
@@ -464,6 +505,9 @@ class SprayEngine:
         for sock in send_socks.values():
             sock.setblocking(False)
         self.send_errors = 0
+        self.chain_nacks = 0
+        """NACKs sent for a packet a later one on another path showed missing."""
+        self._last_flush_ns = 0
         self.strays = 0
         """Packets for a flow end this engine does not run (another worker's ranks)."""
         self._buf = bytearray(2048)
@@ -540,7 +584,11 @@ class SprayEngine:
                 if seq >= len(s.acked):
                     s.acked.extend(bytes(max(1024, seq + 1 - len(s.acked))))
             pseq = st.next_pseq
-            head = HEADER.pack(MAGIC, DATA, i, s.flow.flow_id, 0, seq, pseq, now)
+            prev, newest = NO_PREV, -1
+            for o, (t, k) in enumerate(s.last_sent):
+                if o != i and k >= 0 and t > newest and s.paths[o].healthy:
+                    prev, newest = pack_prev(o, k), t
+            head = HEADER.pack(MAGIC, DATA, i, s.flow.flow_id, prev, seq, pseq, now)
             if not self._send(s.socks[i], head + self._fill, s.flow.paths[i].dst_addr):
                 if resent:
                     s.resend.appendleft(seq)
@@ -554,6 +602,7 @@ class SprayEngine:
             st.next_pseq += 1
             st.in_flight += 1
             st.sent += 1
+            s.last_sent[i] = (now, pseq)
             s.rr = (i + 1) % n
             return True
         return False
@@ -579,14 +628,14 @@ class SprayEngine:
                     )
 
     def _packet(self, data: bytes | bytearray, now: int) -> None:
-        magic, kind, path, flow_id, _r, seq, pseq, sent = HEADER.unpack_from(data)
+        magic, kind, path, flow_id, prev, seq, pseq, sent = HEADER.unpack_from(data)
         if magic != MAGIC or flow_id not in self.flows:
             return
         if flow_id not in (self.receivers if kind in (DATA, PROBE, ACK_REQUEST) else self.senders):
             self.strays += 1
             return
         if kind == DATA:
-            self._data(flow_id, path, seq, pseq, sent, now=now)
+            self._data(flow_id, path, seq, pseq, sent, now=now, prev=prev)
         elif kind == ACK:
             self.senders[flow_id].last_ack_ns = now
             for k in range(path):
@@ -596,7 +645,7 @@ class SprayEngine:
                 p, nacked, last, stamp = ACK_ENTRY.unpack_from(data, entry)
                 self._ack(flow_id, p, nacked, last, stamp, now=now)
         elif kind == NACK:
-            self._nack(flow_id, path, seq, pseq)
+            self._nack(flow_id, path, seq, pseq, chained=prev == CHAINED)
         elif kind == ACK_REQUEST:
             self._send_ack(self.receivers[flow_id], path)
         elif kind == PROBE:
@@ -607,8 +656,19 @@ class SprayEngine:
         elif kind == PROBE_ACK:
             self._probe_ack(flow_id, path, seq)
 
-    def _data(self, flow_id: int, path: int, seq: int, pseq: int, sent: int, *, now: int) -> None:
+    def _data(
+        self, flow_id: int, path: int, seq: int, pseq: int, sent: int, *, now: int,
+        prev: int = NO_PREV,
+    ) -> None:  # fmt: skip
         r = self.receivers[flow_id]
+        delay = now - sent
+        if r.owd[path]:
+            r.owd_var[path] = 0.75 * r.owd_var[path] + 0.25 * abs(r.owd[path] - delay)
+            r.owd[path] = 0.875 * r.owd[path] + 0.125 * delay
+        else:
+            r.owd[path], r.owd_var[path] = float(delay), delay / 2
+        if prev != NO_PREV:
+            self._watch(r, path, prev, sent)
         due = r.expected[path]
         if pseq > due:  # the path is FIFO: the packets in between were lost
             r.nacked[path] += pseq - due
@@ -639,6 +699,23 @@ class SprayEngine:
         r.reorder[bucket] = r.reorder.get(bucket, 0) + 1
         self.on_delivered(flow_id, r.unique)
 
+    def _watch(self, r: Receiver, path: int, prev: int, sent: int) -> None:
+        """A packet that came on ``path``, sent at ``sent``, names the flow's packet sent
+        before it on another path: if that one has not arrived, it is due by ``sent``
+        plus its path's one-way delay plus ``max(chain_margin_ms, 4 x its variation)``;
+        :meth:`flush_acks` NACKs it on ``path`` (the path known to work) after that. The
+        receiver so learns of a dead path about one one-way delay after the sender's next
+        packet, where the sender's own timers need that packet's round trip and a
+        reordering window. One watch per path: the oldest packet still due."""
+        other = prev >> PREV_BITS
+        if other >= len(r.expected) or other == path or other in r.watch or not r.owd[other]:
+            return
+        _, k = unpack_prev(prev, r.expected[other])
+        if k < r.expected[other]:
+            return  # arrived (or NACKed) already
+        margin = max(self.cfg.chain_margin_ms * 1e6, 4 * r.owd_var[other])
+        r.watch[other] = (k, int(sent + r.owd[other] + margin), path)
+
     def _send_ack(self, r: Receiver, path: int | None = None) -> None:
         """One ack for the flow, cumulative per path (every path that delivered anything),
         on the reverse of the newest arrival's path. That path may have died since the
@@ -657,12 +734,31 @@ class SprayEngine:
         r.unacked = 0
 
     def flush_acks(self, now: int | None = None) -> None:
-        """Ack what has waited ``ack_delay_ms`` (cumulative per path): call every turn."""
+        """Ack what has waited ``ack_delay_ms`` (cumulative per path), and NACK what a
+        later packet on another path showed missing (:meth:`_watch`): call every turn. No
+        NACK on the turn after the process stalled (what came meanwhile is unread)."""
         now = time.monotonic_ns() if now is None else now
+        last, self._last_flush_ns = self._last_flush_ns, now
+        stalled = bool(last) and now - last > STALL_NS
         delay = self.cfg.ack_delay_ms * 1e6
         for r in self.receivers.values():
+            if r.watch and not stalled:
+                self._chain_nacks(r, now)
             if r.unacked and now - r.first_unacked_ns >= delay:
                 self._send_ack(r)
+
+    def _chain_nacks(self, r: Receiver, now: int) -> None:
+        for other, (k, deadline, via) in list(r.watch.items()):
+            due = r.expected[other]
+            if due > k:
+                del r.watch[other]
+            elif now >= deadline:
+                del r.watch[other]
+                r.nacked[other] += k - due + 1
+                r.expected[other] = k + 1
+                nack = HEADER.pack(MAGIC, NACK, other, r.flow.flow_id, CHAINED, due, k, 0)
+                self._send(r.socks[via], nack, r.flow.paths[via].src_addr, control=True)
+                self.chain_nacks += 1
 
     def _ack(self, flow_id: int, path: int, nacked: int, pseq: int, sent: int, *, now: int) -> None:
         """Everything sent on ``path`` up to ``pseq`` arrived, but for the packets NACKed
@@ -706,7 +802,14 @@ class SprayEngine:
         if sent > s.last_ack_send_ns:
             s.last_ack_send_ns, s.rack_rtt_ns = sent, float(rtt)
 
-    def _nack(self, flow_id: int, path: int, first: int, last: int) -> None:
+    def _nack(
+        self, flow_id: int, path: int, first: int, last: int, *, chained: bool = False
+    ) -> None:
+        why = (
+            "a later packet on another path arrived first"
+            if chained
+            else "the receiver saw a gap in the path's sequence"
+        )
         s = self.senders[flow_id]
         st = s.paths[path]
         st.lost_reported += last - first + 1
@@ -715,7 +818,7 @@ class SprayEngine:
             pseq, seq, _t = q.popleft()
             info = s.outstanding.get(seq)
             if pseq >= first and info is not None and info[0] == path:
-                self._lost(s, path, seq, "the receiver saw a gap in the path's sequence")
+                self._lost(s, path, seq, why)
 
     def _lost(self, s: Sender, path: int, seq: int, why: str) -> None:
         _path, _pseq, sent = s.outstanding.pop(seq)
@@ -1000,6 +1103,7 @@ class SprayEngine:
             "ack_requests": sum(s.ack_requests for s in self.senders.values()),
             "kept_last_path": sum(s.kept_last for s in self.senders.values()),
             "send_errors": self.send_errors,
+            "chain_nacks": self.chain_nacks,
             "stray_packets": self.strays,
             "stalls": self.stalls,
             "path_events": self.events,
