@@ -818,23 +818,26 @@ class SprayEngine:
             pseq, seq, _t = q.popleft()
             info = s.outstanding.get(seq)
             if pseq >= first and info is not None and info[0] == path:
-                self._lost(s, path, seq, why)
+                self._lost(s, path, seq, why, share=not chained)
 
-    def _lost(self, s: Sender, path: int, seq: int, why: str) -> None:
+    def _lost(self, s: Sender, path: int, seq: int, why: str, *, share: bool = True) -> None:
         _path, _pseq, sent = s.outstanding.pop(seq)
         st = s.paths[path]
         st.in_flight -= 1
         s.resend.append(seq)
-        self._verdict(s, st, why, sent)
+        self._verdict(s, st, why, sent if share else None)
 
-    def _verdict(self, s: Sender, st: PathState, why: str, sent_ns: int) -> None:
+    def _verdict(self, s: Sender, st: PathState, why: str, sent_ns: int | None) -> None:
         """A packet of ``st`` sent at ``sent_ns`` was lost: retire the path (not the
         flow's last healthy one), and the host's other paths that share its fate
-        (:meth:`_shared_fate`)."""
+        (:meth:`_shared_fate`; not for ``sent_ns`` None: a chained NACK comes about one
+        one-way delay after the send, before the other paths' acks can clear any hop,
+        and it is the likeliest verdict to be wrong)."""
         st.lost += 1
         if st.healthy and any(p.healthy and p is not st for p in s.paths):
             self._retire(s, st, why)
-            self._shared_fate(s, st, sent_ns)
+            if sent_ns is not None:
+                self._shared_fate(s, st, sent_ns)
         elif st.healthy:
             # The flow's last healthy path: retiring it would stop the flow until a probe
             # came back. A loss on it is as likely congestion (the other paths' traffic
