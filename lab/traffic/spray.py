@@ -64,16 +64,8 @@ from lab.nsenter import netns
 
 MAGIC = 0x5350
 HEADER = struct.Struct("!HBBHHIIq")
-"""magic, type, path, flow, prev, seq, path seq, send time (ns). An ACK carries the
-number of entries in ``path`` and one :data:`ACK_ENTRY` per path that has delivered
-anything. A DATA packet's ``prev`` names the flow's newest packet sent before it on
-another healthy path (:func:`pack_prev`), or is :data:`NO_PREV`."""
-NO_PREV = 0xFFFF
-CHAINED = 1
-"""A NACK's ``prev``: the receiver learned of the loss from a later packet on another path
-(:meth:`SprayEngine._watch`), not from a gap in the path's own sequence (0)."""
-PREV_BITS = 13
-"""``prev`` = path << 13 | path seq mod 8192 (paths 0-6)."""
+"""magic, type, path, flow, reserved, seq, path seq, send time (ns). An ACK carries the
+number of entries in ``path`` and one :data:`ACK_ENTRY` per path that has delivered anything."""
 ACK_ENTRY = struct.Struct("!BxxxIIq")
 """path, packets NACKed on it so far, highest path seq arrived, its send time (ns)."""
 DATA, ACK, PROBE, PROBE_ACK, NACK, ACK_REQUEST = 1, 2, 3, 4, 5, 6
@@ -117,20 +109,6 @@ def packet_for_mtu(mtu: int) -> int:
     if packet < HEADER.size + 1:
         raise ValueError(f"host MTU {mtu} leaves no room for a spray data packet")
     return packet
-
-
-def pack_prev(path: int, pseq: int) -> int:
-    return NO_PREV if path >= 7 else path << PREV_BITS | pseq & ((1 << PREV_BITS) - 1)
-
-
-def unpack_prev(prev: int, expected: int) -> tuple[int, int]:
-    """(path, path seq) of a ``prev`` field, the path seq taken nearest to ``expected``
-    (the receiver's next due on that path): at or above it if the packet may still be on
-    its way, below it if it has arrived."""
-    span = 1 << PREV_BITS
-    low = prev & (span - 1)
-    ahead = (low - expected) % span
-    return prev >> PREV_BITS, expected + ahead if ahead < span // 2 else expected + ahead - span
 
 
 STALL_NS = 20_000_000
@@ -292,9 +270,6 @@ class Sender:
     path, the original stays in flight on its path until acked or overtaken."""
     window: int = 0
     """Packets the flow may have in flight now, over all its paths (set on every turn)."""
-    last_sent: list[tuple[int, int]] = field(default_factory=list)
-    """Per path: (send ns, path seq) of the newest data packet sent on it ((0, -1): none),
-    for the next packet's ``prev``."""
 
 
 @dataclass
@@ -321,15 +296,6 @@ class Receiver:
     """The path of the newest arrival: the next ack goes back on its reverse."""
     nacked: list[int] = field(default_factory=list)
     """Per path: packets reported missing so far (every ACK carries it)."""
-    owd: list[float] = field(default_factory=list)
-    """Per path: smoothed one-way delay (arrival less the sender's stamp, ns; 0: no
-    sample). Only differences between a flow's paths are used, so the hosts' clocks need
-    not agree."""
-    owd_var: list[float] = field(default_factory=list)
-    watch: dict[int, tuple[int, int, int]] = field(default_factory=dict)
-    """path -> (path seq, deadline ns, path it was learned on): a packet a later one
-    named as its ``prev`` that has not arrived; NACKed on that other path once the
-    deadline passes (:meth:`SprayEngine.flush_acks`)."""
 
 
 @dataclass
@@ -362,10 +328,6 @@ class SprayConfig:
     queueing. (With max(2 ms, min RTT / 4, 2 rttvar) a gray core link's paths were
     retired no sooner, p50 54-76 ms after the fault against 63-72, but 19-23 good paths
     were too while the other paths carried the failed link's share, against 6; README.)"""
-    chain_margin_ms: float = 3.0
-    """A packet a later one on another path named as sent before it is NACKed once it is
-    this much (or 4 times its path's one-way delay variation) later than its path's
-    one-way delay allows (:meth:`SprayEngine._watch`)."""
     probe_interval_ms: float = 5.0
     probe_max_interval_ms: float = 20.0
     """Unanswered probes back off (doubling) up to this interval. A link that comes back
@@ -466,7 +428,6 @@ class SprayEngine:
                 [send_socks[(f.src, p.src_addr, MARK + p.index)] for p in f.paths],
                 pacers=[self.pacers.get((f.src, p.src_addr)) for p in f.paths],
                 by_path=[deque() for _ in range(k)],
-                last_sent=[(0, -1)] * k,
             )
         self._hops = {
             f.flow_id: [frozenset(itertools.pairwise(p.nodes)) for p in f.paths] for f in sending
@@ -483,8 +444,6 @@ class SprayEngine:
                 expected=[0] * k,
                 newest=[None] * k,
                 nacked=[0] * k,
-                owd=[0.0] * k,
-                owd_var=[0.0] * k,
             )
         self._ranks = 1 + max((r for f in flows for r in (f.src, f.dst)), default=0)
         self._turn = 0
@@ -505,9 +464,6 @@ class SprayEngine:
         for sock in send_socks.values():
             sock.setblocking(False)
         self.send_errors = 0
-        self.chain_nacks = 0
-        """NACKs sent for a packet a later one on another path showed missing."""
-        self._last_flush_ns = 0
         self.strays = 0
         """Packets for a flow end this engine does not run (another worker's ranks)."""
         self._buf = bytearray(2048)
@@ -584,11 +540,7 @@ class SprayEngine:
                 if seq >= len(s.acked):
                     s.acked.extend(bytes(max(1024, seq + 1 - len(s.acked))))
             pseq = st.next_pseq
-            prev, newest = NO_PREV, -1
-            for o, (t, k) in enumerate(s.last_sent):
-                if o != i and k >= 0 and t > newest and s.paths[o].healthy:
-                    prev, newest = pack_prev(o, k), t
-            head = HEADER.pack(MAGIC, DATA, i, s.flow.flow_id, prev, seq, pseq, now)
+            head = HEADER.pack(MAGIC, DATA, i, s.flow.flow_id, 0, seq, pseq, now)
             if not self._send(s.socks[i], head + self._fill, s.flow.paths[i].dst_addr):
                 if resent:
                     s.resend.appendleft(seq)
@@ -602,7 +554,6 @@ class SprayEngine:
             st.next_pseq += 1
             st.in_flight += 1
             st.sent += 1
-            s.last_sent[i] = (now, pseq)
             s.rr = (i + 1) % n
             return True
         return False
@@ -628,14 +579,14 @@ class SprayEngine:
                     )
 
     def _packet(self, data: bytes | bytearray, now: int) -> None:
-        magic, kind, path, flow_id, prev, seq, pseq, sent = HEADER.unpack_from(data)
+        magic, kind, path, flow_id, _r, seq, pseq, sent = HEADER.unpack_from(data)
         if magic != MAGIC or flow_id not in self.flows:
             return
         if flow_id not in (self.receivers if kind in (DATA, PROBE, ACK_REQUEST) else self.senders):
             self.strays += 1
             return
         if kind == DATA:
-            self._data(flow_id, path, seq, pseq, sent, now=now, prev=prev)
+            self._data(flow_id, path, seq, pseq, sent, now=now)
         elif kind == ACK:
             self.senders[flow_id].last_ack_ns = now
             for k in range(path):
@@ -645,7 +596,7 @@ class SprayEngine:
                 p, nacked, last, stamp = ACK_ENTRY.unpack_from(data, entry)
                 self._ack(flow_id, p, nacked, last, stamp, now=now)
         elif kind == NACK:
-            self._nack(flow_id, path, seq, pseq, chained=prev == CHAINED)
+            self._nack(flow_id, path, seq, pseq)
         elif kind == ACK_REQUEST:
             self._send_ack(self.receivers[flow_id], path)
         elif kind == PROBE:
@@ -656,19 +607,8 @@ class SprayEngine:
         elif kind == PROBE_ACK:
             self._probe_ack(flow_id, path, seq)
 
-    def _data(
-        self, flow_id: int, path: int, seq: int, pseq: int, sent: int, *, now: int,
-        prev: int = NO_PREV,
-    ) -> None:  # fmt: skip
+    def _data(self, flow_id: int, path: int, seq: int, pseq: int, sent: int, *, now: int) -> None:
         r = self.receivers[flow_id]
-        delay = now - sent
-        if r.owd[path]:
-            r.owd_var[path] = 0.75 * r.owd_var[path] + 0.25 * abs(r.owd[path] - delay)
-            r.owd[path] = 0.875 * r.owd[path] + 0.125 * delay
-        else:
-            r.owd[path], r.owd_var[path] = float(delay), delay / 2
-        if prev != NO_PREV:
-            self._watch(r, path, prev, sent)
         due = r.expected[path]
         if pseq > due:  # the path is FIFO: the packets in between were lost
             r.nacked[path] += pseq - due
@@ -699,23 +639,6 @@ class SprayEngine:
         r.reorder[bucket] = r.reorder.get(bucket, 0) + 1
         self.on_delivered(flow_id, r.unique)
 
-    def _watch(self, r: Receiver, path: int, prev: int, sent: int) -> None:
-        """A packet that came on ``path``, sent at ``sent``, names the flow's packet sent
-        before it on another path: if that one has not arrived, it is due by ``sent``
-        plus its path's one-way delay plus ``max(chain_margin_ms, 4 x its variation)``;
-        :meth:`flush_acks` NACKs it on ``path`` (the path known to work) after that. The
-        receiver so learns of a dead path about one one-way delay after the sender's next
-        packet, where the sender's own timers need that packet's round trip and a
-        reordering window. One watch per path: the oldest packet still due."""
-        other = prev >> PREV_BITS
-        if other >= len(r.expected) or other == path or other in r.watch or not r.owd[other]:
-            return
-        _, k = unpack_prev(prev, r.expected[other])
-        if k < r.expected[other]:
-            return  # arrived (or NACKed) already
-        margin = max(self.cfg.chain_margin_ms * 1e6, 4 * r.owd_var[other])
-        r.watch[other] = (k, int(sent + r.owd[other] + margin), path)
-
     def _send_ack(self, r: Receiver, path: int | None = None) -> None:
         """One ack for the flow, cumulative per path (every path that delivered anything),
         on the reverse of the newest arrival's path. That path may have died since the
@@ -734,31 +657,12 @@ class SprayEngine:
         r.unacked = 0
 
     def flush_acks(self, now: int | None = None) -> None:
-        """Ack what has waited ``ack_delay_ms`` (cumulative per path), and NACK what a
-        later packet on another path showed missing (:meth:`_watch`): call every turn. No
-        NACK on the turn after the process stalled (what came meanwhile is unread)."""
+        """Ack what has waited ``ack_delay_ms`` (cumulative per path): call every turn."""
         now = time.monotonic_ns() if now is None else now
-        last, self._last_flush_ns = self._last_flush_ns, now
-        stalled = bool(last) and now - last > STALL_NS
         delay = self.cfg.ack_delay_ms * 1e6
         for r in self.receivers.values():
-            if r.watch and not stalled:
-                self._chain_nacks(r, now)
             if r.unacked and now - r.first_unacked_ns >= delay:
                 self._send_ack(r)
-
-    def _chain_nacks(self, r: Receiver, now: int) -> None:
-        for other, (k, deadline, via) in list(r.watch.items()):
-            due = r.expected[other]
-            if due > k:
-                del r.watch[other]
-            elif now >= deadline:
-                del r.watch[other]
-                r.nacked[other] += k - due + 1
-                r.expected[other] = k + 1
-                nack = HEADER.pack(MAGIC, NACK, other, r.flow.flow_id, CHAINED, due, k, 0)
-                self._send(r.socks[via], nack, r.flow.paths[via].src_addr, control=True)
-                self.chain_nacks += 1
 
     def _ack(self, flow_id: int, path: int, nacked: int, pseq: int, sent: int, *, now: int) -> None:
         """Everything sent on ``path`` up to ``pseq`` arrived, but for the packets NACKed
@@ -802,14 +706,7 @@ class SprayEngine:
         if sent > s.last_ack_send_ns:
             s.last_ack_send_ns, s.rack_rtt_ns = sent, float(rtt)
 
-    def _nack(
-        self, flow_id: int, path: int, first: int, last: int, *, chained: bool = False
-    ) -> None:
-        why = (
-            "a later packet on another path arrived first"
-            if chained
-            else "the receiver saw a gap in the path's sequence"
-        )
+    def _nack(self, flow_id: int, path: int, first: int, last: int) -> None:
         s = self.senders[flow_id]
         st = s.paths[path]
         st.lost_reported += last - first + 1
@@ -818,26 +715,23 @@ class SprayEngine:
             pseq, seq, _t = q.popleft()
             info = s.outstanding.get(seq)
             if pseq >= first and info is not None and info[0] == path:
-                self._lost(s, path, seq, why, share=not chained)
+                self._lost(s, path, seq, "the receiver saw a gap in the path's sequence")
 
-    def _lost(self, s: Sender, path: int, seq: int, why: str, *, share: bool = True) -> None:
+    def _lost(self, s: Sender, path: int, seq: int, why: str) -> None:
         _path, _pseq, sent = s.outstanding.pop(seq)
         st = s.paths[path]
         st.in_flight -= 1
         s.resend.append(seq)
-        self._verdict(s, st, why, sent if share else None)
+        self._verdict(s, st, why, sent)
 
-    def _verdict(self, s: Sender, st: PathState, why: str, sent_ns: int | None) -> None:
+    def _verdict(self, s: Sender, st: PathState, why: str, sent_ns: int) -> None:
         """A packet of ``st`` sent at ``sent_ns`` was lost: retire the path (not the
         flow's last healthy one), and the host's other paths that share its fate
-        (:meth:`_shared_fate`; not for ``sent_ns`` None: a chained NACK comes about one
-        one-way delay after the send, before the other paths' acks can clear any hop,
-        and it is the likeliest verdict to be wrong)."""
+        (:meth:`_shared_fate`)."""
         st.lost += 1
         if st.healthy and any(p.healthy and p is not st for p in s.paths):
             self._retire(s, st, why)
-            if sent_ns is not None:
-                self._shared_fate(s, st, sent_ns)
+            self._shared_fate(s, st, sent_ns)
         elif st.healthy:
             # The flow's last healthy path: retiring it would stop the flow until a probe
             # came back. A loss on it is as likely congestion (the other paths' traffic
@@ -1106,7 +1000,6 @@ class SprayEngine:
             "ack_requests": sum(s.ack_requests for s in self.senders.values()),
             "kept_last_path": sum(s.kept_last for s in self.senders.values()),
             "send_errors": self.send_errors,
-            "chain_nacks": self.chain_nacks,
             "stray_packets": self.strays,
             "stalls": self.stalls,
             "path_events": self.events,

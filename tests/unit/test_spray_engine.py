@@ -21,17 +21,13 @@ from lab.traffic.spray import (
     DATA,
     HEADER,
     MARK,
-    NACK,
-    NO_PREV,
     STALL_NS,
     Sender,
     SprayConfig,
     SprayEngine,
     SprayFlow,
     SprayPath,
-    pack_prev,
     serving_order,
-    unpack_prev,
 )
 from tests.unit.spray_support import offline_engine
 
@@ -176,61 +172,6 @@ def test_a_late_original_that_arrives_clears_its_path(
     assert not s.paths[0].suspect and s.paths[0].in_flight == 0 and not s.copies
     eng.timers(146 * MS)
     assert s.paths[0].healthy and not eng.events
-
-
-def test_prev_names_a_path_seq_nearest_the_receivers_next_due() -> None:
-    assert unpack_prev(pack_prev(2, 8195), 8190) == (2, 8195)  # past the 13-bit wrap
-    assert unpack_prev(pack_prev(1, 5), 10) == (1, 5)  # arrived already: below due
-    assert pack_prev(7, 0) == NO_PREV  # paths 0-6 only
-
-
-def test_a_packet_named_by_a_later_one_on_another_path_is_nacked_on_that_path(
-    engine: tuple[SprayEngine, list[bytes]],
-) -> None:
-    eng, _sent = engine
-    calls: list[tuple[socket.socket, bytes]] = []
-
-    def capture(sock: socket.socket, data: bytes, _addr: str, control: bool = False) -> bool:
-        calls.append((sock, data))
-        return True
-
-    eng._send = capture  # type: ignore[method-assign,assignment]
-    s = eng.senders[0]
-    s.limit = 2
-    eng.pump(100 * MS)  # one packet per path; the second names the first as its prev
-    first, second = (d for _sock, d in calls if d[2] == DATA)
-    assert HEADER.unpack_from(first)[4] == NO_PREV
-    assert unpack_prev(HEADER.unpack_from(second)[4], 0) == (HEADER.unpack_from(first)[2], 0)
-    r = eng.receivers[0]
-    r.owd[0], r.owd_var[0] = 10.0 * MS, 0.5 * MS  # path 0 takes 10 +- 0.5 ms one way
-    calls.clear()
-    eng._packet(second, 110 * MS)  # path 1's packet came; path 0's is due by 113 ms
-    eng.flush_acks(112 * MS)
-    assert not [d for _sock, d in calls if d[2] == NACK]
-    eng.flush_acks(114 * MS)
-    ((sock, nack),) = [(k, d) for k, d in calls if d[2] == NACK]
-    assert sock is r.socks[1]  # on the path that works, not the late one
-    assert HEADER.unpack_from(nack)[2] == 0 and r.expected[0] == 1 and r.nacked[0] == 1
-    assert eng.chain_nacks == 1
-    eng._packet(nack, 116 * MS)  # the sender: path 0 lost its packet
-    assert not s.paths[0].healthy
-    assert eng.events[0]["reason"] == "a later packet on another path arrived first"
-
-
-def test_a_named_packet_that_arrives_in_time_is_not_nacked(
-    engine: tuple[SprayEngine, list[bytes]],
-) -> None:
-    eng, sent = engine
-    s = eng.senders[0]
-    s.limit = 2
-    eng.pump(100 * MS)
-    first, second = (d for d in sent if d[2] == DATA)
-    eng.receivers[0].owd[0] = 10.0 * MS
-    eng._packet(second, 110 * MS)
-    eng._packet(first, 112 * MS)  # a little behind, within its path's delay and margin
-    sent.clear()
-    eng.flush_acks(114 * MS)
-    assert not [d for d in sent if d[2] == NACK] and eng.chain_nacks == 0
 
 
 HOST = "2001:db8:1::1"
