@@ -64,8 +64,17 @@ def test_spray_retires_the_gray_path_and_readmits_it(
     assert readmitted, f"the path was not re-admitted after the restore: {events}"
     assert readmitted[-1]["monotonic_ns"] >= fault["restored_ns"]
     assert all(p["healthy_at_end"] for p in spray["paths"])
-    # The path through spine2 never lost anything; the receiver saw and counted reordering.
-    assert not [e for e in events if "spine2" in e["nodes"] and e["event"] == "retired"]
+    # The failure never cost the path through spine2 (a flow's last healthy path is kept
+    # meanwhile); the receiver saw and counted reordering. Outside the failure a verdict
+    # on spine2 is possible: one CI run (session 6) retired it once, when is not known.
+    spine2 = [
+        e
+        for e in events
+        if "spine2" in e["nodes"]
+        and e["event"] == "retired"
+        and fault["injected_ns"] <= e["monotonic_ns"] <= fault["restored_ns"]
+    ]
+    assert not spine2, f"spine2's path retired during the failure: {spine2}, fault {fault}"
     assert sum(spray["reorder_histogram"].values()) > 0
     assert spray["retransmits"] > 0
     # Counters moved on both spines: both paths carried traffic.

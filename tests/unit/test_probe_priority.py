@@ -9,7 +9,14 @@ import struct
 from pathlib import Path
 from types import SimpleNamespace
 
-from controller.probing import TCLASS, PathProber, Target, build_probe, parse_probe
+from controller.probing import (
+    TCLASS,
+    PathProber,
+    Target,
+    build_probe,
+    echoes_judged,
+    parse_probe,
+)
 from lab.links import priority_commands
 
 MS = 1_000_000
@@ -83,3 +90,25 @@ def test_healthy_paths_vouch_only_for_probes_sent_after_the_loss_began() -> None
     assert p.vouched_links(60 * MS) == set()  # its last answer predates the loss
     other.last_rx_sent = 70 * MS
     assert p.vouched_links(60 * MS) == {a, b}
+
+
+def test_suspect_links_get_half_a_grace_to_answer_echo() -> None:
+    grace = 4 * MS
+    assert not echoes_judged(1 * MS, 0, grace, [True, False], 1 * MS)
+    assert echoes_judged(1 * MS, 0, grace, [True, True], 1 * MS)  # all answered: at once
+    # half a grace: the one that answered lives, the other is dead
+    assert echoes_judged(2 * MS, 0, grace, [True, False], 1 * MS)
+    assert echoes_judged(2 * MS, 0, grace, [False], None)  # one suspect: dead
+
+
+def test_a_late_machine_is_not_taken_for_several_dead_links() -> None:
+    grace = 4 * MS
+    # several suspects and no answer at all after half a grace: the machine is late (a
+    # gray link was blamed on two more links so under load); wait for a first answer...
+    assert not echoes_judged(3 * MS, 0, grace, [False, False, False], None)
+    assert not echoes_judged(15 * MS, 0, grace, [False, False, False], None)
+    # ...then give the others half a grace after it
+    assert not echoes_judged(7 * MS, 0, grace, [True, False, False], 6 * MS)
+    assert echoes_judged(8 * MS, 0, grace, [True, True, False], 6 * MS)
+    # no answer in 4 graces: every one of them is dead
+    assert echoes_judged(16 * MS, 0, grace, [False, False], None)
