@@ -694,7 +694,7 @@ def echoes_judged(now: int, sent: int, grace: int, answered: list[bool], first: 
     a late machine delays every echo alike), and unless the first answer came late (then
     the others get ``grace / 2`` after it). Under a loaded lab a gray agg1-core1 was
     blamed on agg1-edge1 and agg3-edge3 as well, none of the three answering within 3.6
-    ms (README, "Spray: detection against an oracle", pinned). Pure."""
+    ms (README, "The controller", path probes). Pure."""
     if all(answered):
         return True
     half = grace // 2

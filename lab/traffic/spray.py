@@ -332,8 +332,9 @@ class SprayConfig:
     probe_max_interval_ms: float = 20.0
     """Unanswered probes back off (doubling) up to this interval. A link that comes back
     waits for the next probe before the 3 answered in a row: at 80 ms, dead paths were
-    re-admitted up to 85-135 ms after the link was restored (README, "Spray under a gray
-    failure"). Probes are small and in CS6: 50 a second per dead path."""
+    re-admitted up to 83-135 ms after the link was restored, at 20 ms 26-79 (README,
+    "Spray: detection against an oracle"). Probes are small and in CS6: 50 a second per
+    dead path."""
     probe_timeout_ms: float = 100.0
     readmit_after: int = 3
     packet: int = PACKET
@@ -746,9 +747,9 @@ class SprayEngine:
         without waiting for a loss of their own (probing re-admits one that was fine).
         Without this, a host's second path through a dead core link went on taking data
         until a packet of its own flow was overtaken: up to 150 ms after the fault where
-        the first took 45 ms (README, "Spray under a gray failure"). Two suspects, not
-        one: a single shared hop next to the failure (the destination's leaf, say) is as
-        likely fine."""
+        the first took 45 ms (README, "Spray: detection against an oracle"). Two
+        suspects, not one: a single shared hop next to the failure (the destination's
+        leaf, say) is as likely fine."""
         suspects = set(self._hops[s.flow.flow_id][st.index])
         peers = self._by_src.get(s.flow.src, ())
         for other in peers:
