@@ -702,7 +702,7 @@ def echoes_judged(now: int, sent: int, grace: int, answered: list[bool], first: 
         return False
     if first is None:
         return len(answered) < 2 or now >= sent + LATE_ECHO_GRACES * grace
-    return now >= max(sent, first) + half if first > sent + half else True
+    return first <= sent + half or now >= first + half
 
 
 UNJUDGED_NS = 100_000_000

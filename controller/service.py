@@ -385,9 +385,9 @@ class ControllerService:
                     version = self._push(
                         {
                             n: breaks_deferred(
-                                self._with_standby(n, self._normalized(r)), self._holding(n)
+                                self._with_standby(n, self._normalized(rules[n])), self._holding(n)
                             )
-                            for n, r in ((n, rules[n]) for n in order)
+                            for n in order
                         },
                         only=True,
                         ranks={n: i for i, n in enumerate(order)},

@@ -370,7 +370,8 @@ class LocalBarrier:
     def __init__(self, spec: RunSpec) -> None:
         self.spec = spec
         self.results: list[Iteration] = []
-        self._started = [time.monotonic_ns()]
+        self.started_ns = time.monotonic_ns()
+        self._started = [self.started_ns]
 
     def go(self) -> int | None:
         return len(self._started) - 1 if len(self._started) <= self.spec.iterations else None
@@ -535,7 +536,7 @@ def run_spray(spec: RunSpec, stop: threading.Event) -> dict[str, Any]:
     engine, socks = open_spray(spec)
     try:
         barrier = LocalBarrier(spec)
-        started = barrier._started[0]
+        started = barrier.started_ns
         _say(f"READY {started}")
         turns = spray_rounds(spec, engine, barrier, stop)
         stats = {**engine.stats(), "turns": turns, "workers": [list(range(n))]}
@@ -552,9 +553,8 @@ class SprayWorkers:
     worker prints ``REACHED <index> <ns> <flow>:<ns>,...`` when its receivers have an
     iteration; once all have, this process prints ``ITER`` and sends every worker ``GO
     <next>``; closing a worker's stdin stops it, and it prints ``RESULT <its stats as
-    JSON>``. The workers
-    are terminated on exit (also on error); each also stops when this process dies (its
-    stdin closes, and a parent-death signal)."""
+    JSON>``. The workers are terminated on exit (also on error); each also stops when this
+    process dies (its stdin closes, and a parent-death signal)."""
 
     def __init__(self, spec: RunSpec, parts: tuple[tuple[int, ...], ...]) -> None:
         self.spec = spec

@@ -52,17 +52,23 @@ def engine() -> Iterator[tuple[SprayEngine, list[bytes]]]:
         yield out
 
 
+def _data_sent(eng: SprayEngine, sent: list[bytes], limit: int) -> list[bytes]:
+    """Let flow 0 send ``limit`` packets at 1 ms: its data packets (``sent`` is cleared)."""
+    eng.senders[0].limit = limit
+    eng.pump(1 * MS)
+    data = [d for d in sent if d[2] == DATA]
+    sent.clear()
+    return data
+
+
 def test_the_receiver_acks_once_per_flow_with_an_entry_per_path(
     engine: tuple[SprayEngine, list[bytes]],
 ) -> None:
     eng, sent = engine
     s = eng.senders[0]
-    s.limit = 4
-    eng.pump(1 * MS)
-    data = [d for d in sent if d[2] == DATA]
+    data = _data_sent(eng, sent, limit=4)
     assert len(data) == 4  # round robin over the two paths
     assert sorted(HEADER.unpack_from(d)[2] for d in data) == [0, 0, 1, 1]
-    sent.clear()
     for d in data:
         eng._packet(d, 5 * MS)
     assert eng.receivers[0].unique == 4
@@ -264,10 +270,7 @@ def test_acks_repeat_every_path_and_repeats_are_no_news(
 ) -> None:
     eng, sent = engine
     s = eng.senders[0]
-    s.limit = 8
-    eng.pump(1 * MS)
-    data = [d for d in sent if d[2] == DATA]
-    sent.clear()
+    data = _data_sent(eng, sent, limit=8)
     for d in data[:4]:
         eng._packet(d, 5 * MS)
     (lost_ack,) = sent  # this ack dies with the path it rode back on
