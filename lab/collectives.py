@@ -33,7 +33,7 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -48,7 +48,9 @@ from lab.errors import LabError
 from lab.faults import Fault, LabView, fail, restore
 from lab.session import RunningLab
 from lab.shell import close_pipes, stop_processes
+from lab.traffic.collective import GAP_MIN_NS, gap_key
 from lab.traffic.collective_run import PACE_HEADROOM, FlowSpec, RunSpec, tcp_mss
+from lab.traffic.loss import percentile
 from lab.traffic.spray import (
     ACK_TABLE,
     CS6,
@@ -491,12 +493,15 @@ def run_mode(
     flows = collective_flows(list(hosts), cfg.pattern)
     netns = tuple(view.netns(h) for h in hosts)
     info: dict[str, Any] = {}
+    routes_of: dict[str, list[list[str]] | None]
+    """Per flow (``gap_key``): the paths of its packets and acks; None: unknown."""
     intent_id = None
     spray_routes = False
     try:
         if mode == "ecmp":
             specs = tcp_flows(topo, hosts, flows, {})
             transport = "tcp"
+            routes_of = {gap_key(s.src, s.dst, s.channel): None for s in specs}
         elif mode == "pinned":
             intent_id, intent = pinned_intent(address, hosts, cfg.pattern)
             channels, _demand = collective_channels(topo.graph, list(hosts), cfg.pattern)
@@ -508,6 +513,15 @@ def run_mode(
             )
             specs = tcp_flows(topo, hosts, channels, placed)
             transport = "tcp"
+            # A connection's acks take the reverse connection's path (a ring has none).
+            routes_of = {
+                gap_key(s.src, s.dst, s.channel): [
+                    nodes
+                    for nodes in (placed.get(c), placed.get(Flow(c.dst, c.src, c.plane)))
+                    if nodes
+                ]
+                for c, s in zip(channels, specs, strict=True)
+            }
             say(
                 f"pinned: intent {intent_id} holds {len(intent.paths)} paths; "
                 f"{len(channels)} connections for {len(flows)} flows"
@@ -516,6 +530,7 @@ def run_mode(
             specs, routes = spray_flows(topo, address, hosts, flows, cfg.spray_k)
             install_spray_routes(view, routes, cfg.spray_k)
             spray_routes = True
+            routes_of = {gap_key(s.src, s.dst): [list(p.nodes) for p in s.paths] for s in specs}
             ks = sorted({len(s.paths) for s in specs})
             info["paths_per_flow"] = ks
             info["paths"] = {
@@ -575,11 +590,18 @@ def run_mode(
         "tcp_counters": delta(tcp_after, tcp_before),
         **info,
     }
+    gaps = result.get("delivery_gaps") or result.get("spray", {}).pop("delivery_gaps", {})
     if "spray" in result:
         out["spray"] = result["spray"]
     if fault is not None:
         out["fault"] = _fault_json(fault)
         out.update(_progress_lost(result["iterations"], fault))
+        assert cfg.fail is not None and fault.applied is not None and fault.restored is not None
+        windows = recovery_windows(
+            gaps, routes_of, cfg.fail, fault.applied.monotonic_ns, fault.restored.monotonic_ns
+        )
+        windows["by_flow"] = {_flow_name(k, hosts): v for k, v in windows["by_flow"].items()}
+        out["recovery_window_ms"] = windows
         out["controller_timeline"] = controller_timeline_of(lab)(fault)
     else:
         out["clean_iterations"] = list(range(len(cct)))
@@ -703,6 +725,61 @@ def progress_lost(iterations: list[dict[str, Any]], start: int, end: int) -> dic
     }
 
 
+def _flow_name(key: str, hosts: Sequence[str]) -> str:
+    """``src-dst-channel`` (ranks) as ``h1->h5/0`` (hosts, channel)."""
+    src, dst, channel = (int(x) for x in key.split("-"))
+    return f"{hosts[src]}->{hosts[dst]}/{channel}"
+
+
+def _crosses(nodes: Sequence[str], link: tuple[str, str]) -> bool:
+    hops = set(itertools.pairwise(nodes))
+    return link in hops or (link[1], link[0]) in hops
+
+
+def recovery_windows(
+    gaps: Mapping[str, Sequence[Sequence[int]]],
+    routes: Mapping[str, list[list[str]] | None],
+    link: tuple[str, str],
+    start: int,
+    end: int,
+) -> dict[str, Any]:
+    """The collective's loss windows, as a probe flow's: per flow that crossed the failed
+    ``link``, the longest span in which it was owed data and received none
+    (``lab.traffic.collective.DeliveryGaps``) that overlaps the failure, from ``start``
+    (in effect) to ``end`` (restored), monotonic ns; 0 for a flow without a gap of
+    ``GAP_MIN_NS`` or more there. ``gaps`` and ``routes`` are keyed by ``src-dst-channel``
+    (ranks); ``routes``: the paths of the flow's packets and acks (node lists), None when
+    unknown (ECMP: every flow counts). A flow counts when one of them crosses the link.
+    ``before_failure``: the same flows' longest gaps that ended before ``start``, the gaps
+    their pace makes anyway. Pure."""
+    windows: dict[str, float] = {}
+    before: dict[str, float] = {}
+    for key, paths in sorted(routes.items()):
+        if paths is not None and not any(_crosses(nodes, link) for nodes in paths):
+            continue
+        spans = gaps.get(key, ())
+        windows[key] = max((b - a for a, b in spans if b > start and a < end), default=0) / 1e6
+        before[key] = max((b - a for a, b in spans if b <= start), default=0) / 1e6
+    values, usual = list(windows.values()), list(before.values())
+    return {
+        "flows": len(values),
+        "stalled": sum(1 for v in values if v > 0),
+        "p50": percentile(values, 50) if values else None,
+        "p99": percentile(values, 99) if values else None,
+        "max": max(values, default=None),
+        "before_failure": {
+            "p50": percentile(usual, 50) if usual else None,
+            "p99": percentile(usual, 99) if usual else None,
+            "max": max(usual, default=None),
+        },
+        "by_flow": {k: round(v, 3) for k, v in windows.items()},
+        "note": "per flow crossing the failed link (or every flow, when its paths are "
+        "unknown): the longest gap in its deliveries across the failure, while it was owed "
+        f"data; 0 when none lasted {GAP_MIN_NS // 1_000_000} ms or more. before_failure: "
+        "the same flows' longest gap before it (their pace's own gaps)",
+    }
+
+
 def link_bound_ratio(
     topo: Topology, link_bytes: dict[str, int], ideal_ms: float, iterations: int
 ) -> float | None:
@@ -754,6 +831,14 @@ def run_bench(
                 else ""
             )
         )
+        windows = m.get("recovery_window_ms")
+        if windows and windows["flows"]:
+            say(
+                f"{mode}: loss windows of the {windows['flows']} flows across the link "
+                f"(longest gap in their deliveries): p50 {windows['p50']:.0f} ms, p99 "
+                f"{windows['p99']:.0f} ms, max {windows['max']:.0f} ms (before the failure: "
+                f"p99 {windows['before_failure']['p99']:.0f} ms)"
+            )
         tcp = m["tcp_counters"]
         if tcp["Tcp:OutSegs"]:
             say(
@@ -785,6 +870,14 @@ def run_bench(
         ),
         "progress_lost_beyond_capacity_ms": (
             {k: v.get("progress_lost_beyond_capacity_ms") for k, v in modes.items()}
+            if cfg.fail
+            else None
+        ),
+        "recovery_window_ms": (
+            {
+                k: {f: w for f, w in v["recovery_window_ms"].items() if f != "by_flow"}
+                for k, v in modes.items()
+            }
             if cfg.fail
             else None
         ),
@@ -900,17 +993,19 @@ def write_png(report: dict[str, Any], out: Path) -> None:
 def summary_rows(report: dict[str, Any]) -> list[str]:
     lines = [
         f"  {'mode':<8}{'CCT median':>12}{'ratio':>8}{'max util':>10}  {'progress lost':>14}"
-        f"  hottest link"
+        f"  {'loss window p99':>15}  hottest link"
     ]
     for mode, m in report["modes"].items():
         med = m.get("cct_ms_median")
         ratio = m.get("cct_ratio_to_ideal")
         lost = m.get("progress_lost_ms")
+        window = (m.get("recovery_window_ms") or {}).get("p99")
         lines.append(
             f"  {mode:<8}{'n/a' if med is None else f'{med:.0f} ms':>12}"
             f"{'n/a' if ratio is None else f'{ratio:.2f}':>8}"
             f"{m['max_link_utilization'] * 100:>9.0f}%  "
-            f"{'-' if lost is None else f'{lost:.1f} ms':>14}  {m['hottest_link']}"
+            f"{'-' if lost is None else f'{lost:.1f} ms':>14}  "
+            f"{'-' if window is None else f'{window:.1f} ms':>15}  {m['hottest_link']}"
         )
     lines.append(f"  ideal CCT {report['ideal_cct_ms']:.0f} ms (host cut)")
     return lines

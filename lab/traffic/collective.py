@@ -46,6 +46,47 @@ REPACE_INTERVAL_NS = 20_000_000
 """At most one re-pacing per 20 ms (see :class:`Repacing`)."""
 
 
+GAP_MIN_NS = 20_000_000
+"""Delivery gaps shorter than 20 ms are not kept: a connection paced to its share of a
+30 Mbit/s NIC shared by 7 gets a 9 KB segment every ~17 ms."""
+
+
+def gap_key(src: int, dst: int, channel: int = 0) -> str:
+    """A flow's name in :class:`DeliveryGaps`' JSON: ``src-dst-channel`` (ranks)."""
+    return f"{src}-{dst}-{channel}"
+
+
+@dataclass(slots=True)
+class DeliveryGaps:
+    """Per flow of a collective, the spans in which it was owed data and none arrived,
+    ``min_ns`` or longer: its loss windows, as a probe flow's (a failure shows as the
+    longest span across it). A flow is owed data from an iteration's start (:meth:`owed`)
+    until it has all of it (:meth:`settled`); the wait for the iteration's slowest flow is
+    not a gap. Fed timestamps by the traffic loop; pure."""
+
+    min_ns: int = GAP_MIN_NS
+    gaps: dict[str, list[tuple[int, int]]] = field(default_factory=dict)
+    since: dict[str, int] = field(default_factory=dict)
+    """Flow -> its last delivery (or its iteration's start), while it is owed data."""
+
+    def owed(self, key: str, now_ns: int) -> None:
+        self.since.setdefault(key, now_ns)
+
+    def delivered(self, key: str, now_ns: int) -> None:
+        since = self.since.get(key)
+        if since is None:
+            return
+        if now_ns - since >= self.min_ns:
+            self.gaps.setdefault(key, []).append((since, now_ns))
+        self.since[key] = now_ns
+
+    def settled(self, key: str) -> None:
+        self.since.pop(key, None)
+
+    def to_json(self) -> dict[str, list[list[int]]]:
+        return {k: [[a, b] for a, b in v] for k, v in sorted(self.gaps.items())}
+
+
 @dataclass(slots=True)
 class Repacing:
     """When to re-pace after transfers finish: the first finish after ``interval_ns`` of
@@ -208,6 +249,8 @@ class CollectiveRun:
     one finishes (see lab.traffic.collective_run.TcpPacer)."""
     results: list[Iteration] = field(default_factory=list)
     error: BaseException | None = None
+    gaps: DeliveryGaps = field(default_factory=DeliveryGaps)
+    """Every connection's delivery gaps (keys: :func:`gap_key`)."""
 
     def __post_init__(self) -> None:
         bus_factor(self.pattern, self.n)
@@ -256,6 +299,7 @@ class CollectiveRun:
             _Conn(s, d, ch, channel_bytes(chunk, self._channels[(s, d)])[ch], tx, rx)
             for (s, d, ch), (tx, rx) in sorted(self.pairs.items())
         ]
+        names = {id(c): gap_key(c.src, c.dst, c.channel) for c in conns}
         # ring: one outgoing transfer per rank, one connection per channel
         by_src = {(c.src, c.channel): c for c in conns}
         sel = selectors.DefaultSelector()
@@ -273,6 +317,8 @@ class CollectiveRun:
                     c.allowed = c.chunk  # step 0 (all-to-all: its only step)
                     self._want_write(sel, c, True)
                 started = time.monotonic_ns()
+                for c in conns:
+                    self.gaps.owed(names[id(c)], started)
                 active = frozenset((c.src, c.dst, c.channel) for c in conns)
                 finished: dict[ConnKey, int] = {}
                 repacing = Repacing()
@@ -302,9 +348,12 @@ class CollectiveRun:
                         if n == 0:
                             raise ConnectionError(f"rank {c.src} -> {c.dst}: connection closed")
                         c.received += n
+                        now = time.monotonic_ns()
+                        self.gaps.delivered(names[id(c)], now)
                         conn = (c.src, c.dst, c.channel)
                         if c.received >= steps * c.chunk and conn not in finished:
-                            finished[conn] = time.monotonic_ns()
+                            finished[conn] = now
+                            self.gaps.settled(names[id(c)])
                             active = active - {conn}
                             repacing.finished()
                         if self.pattern == "all-reduce":

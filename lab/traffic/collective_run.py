@@ -42,8 +42,10 @@ from lab.shell import close_pipes, stop_processes
 from lab.traffic.collective import (
     CollectiveRun,
     ConnKey,
+    DeliveryGaps,
     Iteration,
     bus_factor,
+    gap_key,
     max_min_rates,
     ring_allowed,
 )
@@ -273,7 +275,11 @@ def run_tcp(spec: RunSpec, stop: threading.Event) -> dict[str, Any]:
                 break
         run.stop()
         _report_new(run.results, reported)
-        return {"started_ns": started, "iterations": [_iteration_json(i) for i in run.results]}
+        return {
+            "started_ns": started,
+            "iterations": [_iteration_json(i) for i in run.results],
+            "delivery_gaps": run.gaps.to_json(),
+        }
     finally:
         for ls in listeners.values():
             ls.close()
@@ -452,30 +458,42 @@ class LinkOracle:
 
 
 def spray_rounds(
-    spec: RunSpec, engine: SprayEngine, barrier: Coordinator, stop: threading.Event
+    spec: RunSpec,
+    engine: SprayEngine,
+    barrier: Coordinator,
+    stop: threading.Event,
+    gaps: DeliveryGaps | None = None,
 ) -> int:
     """Run the engine's ranks through the iterations the barrier allows: send, receive,
     ack; report each iteration once this engine's receivers have all of it, and keep
-    receiving and acking (the other ranks' senders need it) until told to stop."""
+    receiving and acking (the other ranks' senders need it) until told to stop.
+    ``gaps``: where this engine's receivers' delivery gaps go."""
     shape = SprayShape.of(spec)
     senders = engine.senders
-    if spec.pattern == "all-reduce":
-        by_src = {s.flow.src: s for s in senders.values()}
+    by_src = {s.flow.src: s for s in senders.values()}
+    names = {i: gap_key(f.src, f.dst) for i, f in engine.flows.items()}
+    started = reported = -1
 
-        def delivered(flow_id: int, unique: int) -> None:
-            # What a rank received of step k lets it send the same slice of step k+1
-            # (within the iteration; the receiver counts packets in any order). The
-            # receiving rank's sender runs in this engine (its ranks are whole).
-            it, got = divmod(unique, shape.per_iter)
-            if got:
-                nxt = by_src[engine.flows[flow_id].dst]
-                allowed = it * shape.per_iter + ring_allowed(got, shape.chunk_pkts, shape.steps)
-                nxt.limit = max(nxt.limit, allowed)
+    def delivered(flow_id: int, unique: int) -> None:
+        if gaps is not None:
+            gaps.delivered(names[flow_id], time.monotonic_ns())
+            if unique >= (started + 1) * shape.per_iter:
+                gaps.settled(names[flow_id])
+        if spec.pattern != "all-reduce":
+            return
+        # What a rank received of step k lets it send the same slice of step k+1
+        # (within the iteration; the receiver counts packets in any order). The
+        # receiving rank's sender runs in this engine (its ranks are whole).
+        it, got = divmod(unique, shape.per_iter)
+        if got:
+            nxt = by_src[engine.flows[flow_id].dst]
+            allowed = it * shape.per_iter + ring_allowed(got, shape.chunk_pkts, shape.steps)
+            nxt.limit = max(nxt.limit, allowed)
 
+    if gaps is not None or spec.pattern == "all-reduce":
         engine.on_delivered = delivered
     receivers = list(engine.receivers.values())
     oracle = LinkOracle(spec.oracle_file) if spec.oracle_file else None
-    started = reported = -1
     timed = turns = 0
     done: dict[int, int] = {}
     """Flow id -> when its receiver had all of the iteration being watched."""
@@ -489,6 +507,11 @@ def spray_rounds(
                 # max: a ring's receiver may have let its sender into this iteration
                 # before the go arrived (another worker's ranks started it first)
                 s.limit = max(s.limit, shape.first_limit(started))
+            if gaps is not None:
+                go_ns = time.monotonic_ns()
+                for r in receivers:
+                    if r.unique < (started + 1) * shape.per_iter:
+                        gaps.owed(names[r.flow.flow_id], go_ns)
         now = time.monotonic_ns()
         turns += 1
         if now - timed >= TIMER_TICK:
@@ -538,8 +561,14 @@ def run_spray(spec: RunSpec, stop: threading.Event) -> dict[str, Any]:
         barrier = LocalBarrier(spec)
         started = barrier.started_ns
         _say(f"READY {started}")
-        turns = spray_rounds(spec, engine, barrier, stop)
-        stats = {**engine.stats(), "turns": turns, "workers": [list(range(n))]}
+        gaps = DeliveryGaps()
+        turns = spray_rounds(spec, engine, barrier, stop, gaps)
+        stats = {
+            **engine.stats(),
+            "turns": turns,
+            "workers": [list(range(n))],
+            "delivery_gaps": gaps.to_json(),
+        }
         return _spray_result(spec, started, barrier.results, stats)
     finally:
         engine.close()

@@ -124,7 +124,8 @@ def merge_stats(
     """One ``SprayEngine.stats()`` of the workers' (each ran its own senders and
     receivers, so nothing is counted twice): counters (every whole-number entry) and the
     reorder histogram summed, path events in time order, per-path entries by (flow,
-    path); ``stalls_per_worker`` and ``workers`` (each one's ranks) added."""
+    path), the delivery gaps of every worker's receivers; ``stalls_per_worker`` and
+    ``workers`` (each one's ranks) added."""
     if not parts:
         raise ValueError("merge_stats: no worker stats")
     hist: dict[int, int] = {}
@@ -146,6 +147,9 @@ def merge_stats(
         (e for p in parts for e in p["paths"]), key=lambda e: (e["flow"], e["path"])
     )
     out["stalls_per_worker"] = [int(p.get("stalls", 0)) for p in parts]
+    out["delivery_gaps"] = {
+        flow: gaps for p in parts for flow, gaps in sorted(p.get("delivery_gaps", {}).items())
+    }
     if ranks:
         out["workers"] = [list(r) for r in ranks]
     return out

@@ -24,6 +24,7 @@ import time
 from typing import Any
 
 from lab.errors import LabError
+from lab.traffic.collective import DeliveryGaps
 from lab.traffic.collective_run import RunSpec, open_spray, spray_rounds
 from lab.traffic.spray_partition import format_reached
 
@@ -105,18 +106,24 @@ def main() -> int:
     try:
         print("READY", flush=True)
         barrier = PipeBarrier(0)
+        gaps = DeliveryGaps()
         profile = os.environ.get("SRV6LAB_COLLECTIVE_PROFILE")
         if profile:  # a cProfile dump per worker: FILE.w<index>
             import cProfile
 
             prof = cProfile.Profile()
-            turns = prof.runcall(spray_rounds, spec, engine, barrier, stop)
+            turns = prof.runcall(spray_rounds, spec, engine, barrier, stop, gaps)
             prof.dump_stats(f"{profile}.w{worker}")
         else:
-            turns = spray_rounds(spec, engine, barrier, stop)
+            turns = spray_rounds(spec, engine, barrier, stop, gaps)
         if stop.is_set():
             return 1
-        result = {**engine.stats(), "turns": turns, "go_ns": barrier.go_ns}
+        result = {
+            **engine.stats(),
+            "turns": turns,
+            "go_ns": barrier.go_ns,
+            "delivery_gaps": gaps.to_json(),
+        }
         print(f"RESULT {json.dumps(result)}", flush=True)
         return 0
     finally:

@@ -79,6 +79,12 @@ def test_spray_retires_the_gray_path_and_readmits_it(
     assert spray["retransmits"] > 0
     # Counters moved on both spines: both paths carried traffic.
     assert m["link_bytes"]["leaf1->spine1"] > 0 and m["link_bytes"]["leaf1->spine2"] > 0
+    # Both flows cross leaf1-spine1 (and their acks, back). Each kept receiving on spine2:
+    # no gap in its deliveries lasted the failure (0.5 s).
+    windows = m["recovery_window_ms"]
+    assert windows["flows"] == 2 and sorted(windows["by_flow"]) == ["h1->h3/0", "h3->h1/0"], windows
+    assert windows["max"] < cfg.failed_s * 1000, windows
+    assert report["recovery_window_ms"]["spray"]["flows"] == 2
     out = tmp_path / "spray.png"
     write_png(report, out)
     assert out.read_bytes()[:4] == b"\x89PNG"
