@@ -600,7 +600,8 @@ def run_mode(
         windows = recovery_windows(
             gaps, routes_of, cfg.fail, fault.applied.monotonic_ns, fault.restored.monotonic_ns
         )
-        windows["by_flow"] = {_flow_name(k, hosts): v for k, v in windows["by_flow"].items()}
+        for part in ("by_flow", "spans"):
+            windows[part] = {_flow_name(k, hosts): v for k, v in windows[part].items()}
         out["recovery_window_ms"] = windows
         out["controller_timeline"] = controller_timeline_of(lab)(fault)
     else:
@@ -751,14 +752,20 @@ def recovery_windows(
     (ranks); ``routes``: the paths of the flow's packets and acks (node lists), None when
     unknown (ECMP: every flow counts). A flow counts when one of them crosses the link.
     ``before_failure``: the same flows' longest gaps that ended before ``start``, the gaps
-    their pace makes anyway. Pure."""
+    their pace makes anyway. ``spans``: when each flow's window began and ended, in ms
+    after ``start``. Pure."""
     windows: dict[str, float] = {}
+    spans_of: dict[str, dict[str, float]] = {}
     before: dict[str, float] = {}
     for key, paths in sorted(routes.items()):
         if paths is not None and not any(_crosses(nodes, link) for nodes in paths):
             continue
         spans = gaps.get(key, ())
-        windows[key] = max((b - a for a, b in spans if b > start and a < end), default=0) / 1e6
+        across = [(b - a, a, b) for a, b in spans if b > start and a < end]
+        longest, a, b = max(across, default=(0, start, start))
+        windows[key] = longest / 1e6
+        if longest:
+            spans_of[key] = {"from_ms": (a - start) / 1e6, "to_ms": (b - start) / 1e6}
         before[key] = max((b - a for a, b in spans if b <= start), default=0) / 1e6
     values, usual = list(windows.values()), list(before.values())
     return {
@@ -773,6 +780,7 @@ def recovery_windows(
             "max": max(usual, default=None),
         },
         "by_flow": {k: round(v, 3) for k, v in windows.items()},
+        "spans": {k: {w: round(v, 3) for w, v in d.items()} for k, d in spans_of.items()},
         "note": "per flow crossing the failed link (or every flow, when its paths are "
         "unknown): the longest gap in its deliveries across the failure, while it was owed "
         f"data; 0 when none lasted {GAP_MIN_NS // 1_000_000} ms or more. before_failure: "
@@ -875,7 +883,11 @@ def run_bench(
         ),
         "recovery_window_ms": (
             {
-                k: {f: w for f, w in v["recovery_window_ms"].items() if f != "by_flow"}
+                k: {
+                    f: w
+                    for f, w in v["recovery_window_ms"].items()
+                    if f not in ("by_flow", "spans")
+                }
                 for k, v in modes.items()
             }
             if cfg.fail

@@ -101,6 +101,10 @@ def test_windows_are_the_longest_gap_across_the_failure_of_the_flows_over_the_li
     }
     out = recovery_windows(gaps, routes, ("agg1", "core1"), start, end)
     assert out["by_flow"] == {"0-1-0": 130.0, "0-2-0": 0.0, "1-0-0": 90.0}
+    assert out["spans"] == {
+        "0-1-0": {"from_ms": -10.0, "to_ms": 120.0},
+        "1-0-0": {"from_ms": 950.0, "to_ms": 1040.0},
+    }
     assert out["flows"] == 3 and out["stalled"] == 2
     assert out["p50"] == pytest.approx(90.0)
     assert out["p99"] == pytest.approx(90 + 0.98 * 40)  # linear between the two largest
