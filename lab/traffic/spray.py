@@ -294,9 +294,6 @@ class Receiver:
     first_unacked_ns: int = 0
     last_path: int = 0
     """The path of the newest arrival: the next ack goes back on its reverse."""
-    other_path: int = -1
-    """The path of the newest arrival on another path than ``last_path`` (-1: none yet):
-    an ack sent because arrivals stopped goes back on its reverse too."""
     nacked: list[int] = field(default_factory=list)
     """Per path: packets reported missing so far (every ACK carries it)."""
 
@@ -469,8 +466,6 @@ class SprayEngine:
             sock.setblocking(False)
         self.send_errors = 0
         self.strays = 0
-        self.double_acks = 0
-        """Acks also sent on a second path (:meth:`_send_ack` ``twice``)."""
         """Packets for a flow end this engine does not run (another worker's ranks)."""
         self._buf = bytearray(2048)
 
@@ -623,8 +618,6 @@ class SprayEngine:
         if pseq >= due:
             r.expected[path] = pseq + 1
             r.newest[path] = (pseq, sent)
-            if path != r.last_path:
-                r.other_path = r.last_path
             r.last_path = path
             if not r.unacked:
                 r.first_unacked_ns = now
@@ -647,13 +640,11 @@ class SprayEngine:
         r.reorder[bucket] = r.reorder.get(bucket, 0) + 1
         self.on_delivered(flow_id, r.unique)
 
-    def _send_ack(self, r: Receiver, path: int | None = None, *, twice: bool = False) -> None:
+    def _send_ack(self, r: Receiver, path: int | None = None) -> None:
         """One ack for the flow, cumulative per path (every path that delivered anything),
         on the reverse of the newest arrival's path. That path may have died since the
         packet came (a gray link drops both ways): the next ack repeats what this one
-        says. ``path``: on its reverse instead (an ack request came on it). ``twice``:
-        also on the reverse of the newest arrival's on another path, for an ack that no
-        later one may follow (arrivals stopped)."""
+        says. ``path``: on its reverse instead (an ack request came on it)."""
         entries = [
             ACK_ENTRY.pack(path, r.nacked[path], newest[0], newest[1])
             for path, newest in enumerate(r.newest)
@@ -662,12 +653,8 @@ class SprayEngine:
         if not entries:
             return
         head = HEADER.pack(MAGIC, ACK, len(entries), r.flow.flow_id, 0, 0, 0, 0)
-        ack = head + b"".join(entries)
         path = r.last_path if path is None else path
-        self._send(r.socks[path], ack, r.flow.paths[path].src_addr, True)
-        if twice and r.other_path >= 0 and r.other_path != path:
-            self._send(r.socks[r.other_path], ack, r.flow.paths[r.other_path].src_addr, True)
-            self.double_acks += 1
+        self._send(r.socks[path], head + b"".join(entries), r.flow.paths[path].src_addr, True)
         r.unacked = 0
 
     def flush_acks(self, now: int | None = None) -> None:
@@ -676,7 +663,7 @@ class SprayEngine:
         delay = self.cfg.ack_delay_ms * 1e6
         for r in self.receivers.values():
             if r.unacked and now - r.first_unacked_ns >= delay:
-                self._send_ack(r, twice=True)
+                self._send_ack(r)
 
     def _ack(self, flow_id: int, path: int, nacked: int, pseq: int, sent: int, *, now: int) -> None:
         """Everything sent on ``path`` up to ``pseq`` arrived, but for the packets NACKed
@@ -1015,7 +1002,6 @@ class SprayEngine:
             "kept_last_path": sum(s.kept_last for s in self.senders.values()),
             "send_errors": self.send_errors,
             "stray_packets": self.strays,
-            "double_acks": self.double_acks,
             "stalls": self.stalls,
             "path_events": self.events,
             "paths": per_path,

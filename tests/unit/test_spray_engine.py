@@ -285,31 +285,6 @@ def test_acks_repeat_every_path_and_repeats_are_no_news(
     assert all(p.srtt_ns < 10 * MS for p in s.paths)
 
 
-def test_an_ack_after_arrivals_stopped_goes_back_on_two_paths(
-    engine: tuple[SprayEngine, list[bytes]],
-) -> None:
-    eng, sent = engine
-    r = eng.receivers[0]
-    data = _data_sent(eng, sent, limit=2)  # one packet on each path
-    calls: list[tuple[socket.socket, bytes]] = []
-
-    def capture(sock: socket.socket, data: bytes, _addr: str, control: bool = False) -> bool:
-        calls.append((sock, data))
-        return True
-
-    eng._send = capture  # type: ignore[method-assign,assignment]
-    paths = [HEADER.unpack_from(d)[2] for d in data]
-    for d in data:
-        eng._packet(d, 5 * MS)
-    assert not calls  # 2 of ack_every 4: the ack waits
-    eng.flush_acks(5 * MS + int(eng.cfg.ack_delay_ms * MS))
-    # The newest arrival's path may be the one that just died, its ack with it: the same
-    # ack goes back on the other path's reverse as well.
-    assert [sock for sock, _ in calls] == [r.socks[paths[1]], r.socks[paths[0]]]
-    assert calls[0][1] == calls[1][1] and HEADER.unpack_from(calls[0][1])[1] == ACK
-    assert eng.double_acks == 1  # an ack by count goes once: more arrivals are coming
-
-
 def test_a_quiet_flow_asks_for_an_ack_on_every_healthy_path(
     engine: tuple[SprayEngine, list[bytes]],
 ) -> None:
