@@ -5,7 +5,6 @@ whose hosts have a NIC in each of two planes (pure: socket pairs, no namespaces)
 from __future__ import annotations
 
 import socket
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -15,6 +14,7 @@ from controller.topology import Topology, load
 from lab.collectives import placed_channels, tcp_flows
 from lab.errors import LabError
 from lab.traffic.collective import CollectiveRun, ConnKey, channel_bytes
+from tests.unit.socket_support import connect
 
 ROOT = Path(__file__).resolve().parents[2]
 GPUS = tuple(f"gpu{i}" for i in range(1, 9))
@@ -23,25 +23,6 @@ GPUS = tuple(f"gpu{i}" for i in range(1, 9))
 @pytest.fixture(scope="module")
 def pod() -> Topology:
     return load(ROOT / "topologies" / "gpu-pod-2plane.yaml")
-
-
-@pytest.fixture
-def sockets() -> Iterator[list[socket.socket]]:
-    opened: list[socket.socket] = []
-    yield opened
-    for s in opened:
-        s.close()
-
-
-def connect(
-    keys: list[ConnKey], opened: list[socket.socket]
-) -> dict[ConnKey, tuple[socket.socket, socket.socket]]:
-    pairs = {}
-    for key in keys:
-        tx, rx = socket.socketpair()
-        opened += [tx, rx]
-        pairs[key] = (tx, rx)
-    return pairs
 
 
 def test_channel_bytes_share_a_transfer_evenly() -> None:

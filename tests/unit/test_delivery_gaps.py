@@ -7,13 +7,13 @@ from __future__ import annotations
 
 import socket
 import time
-from collections.abc import Iterator
 
 import pytest
 
 from lab.collectives import recovery_windows
 from lab.traffic.collective import GAP_MIN_NS, CollectiveRun, ConnKey, DeliveryGaps, gap_key
 from lab.traffic.spray_partition import merge_stats
+from tests.unit.socket_support import connect
 
 MS = 1_000_000
 
@@ -34,23 +34,10 @@ def test_a_gap_is_kept_only_while_owed_and_only_from_its_minimum() -> None:
     assert gap_key(3, 1) == "3-1-0" and gap_key(3, 1, 2) == "3-1-2"
 
 
-@pytest.fixture
-def sockets() -> Iterator[list[socket.socket]]:
-    opened: list[socket.socket] = []
-    yield opened
-    for s in opened:
-        s.close()
-
-
 def test_a_tcp_collective_records_the_gap_of_a_stall_at_an_iteration_start(
     sockets: list[socket.socket],
 ) -> None:
-    keys: list[ConnKey] = [(0, 1, 0), (1, 0, 0)]
-    pairs = {}
-    for key in keys:
-        tx, rx = socket.socketpair()
-        sockets += [tx, rx]
-        pairs[key] = (tx, rx)
+    pairs = connect([(0, 1, 0), (1, 0, 0)], sockets)
     starts: list[int] = []
 
     def pacer(_active: frozenset[ConnKey]) -> None:
