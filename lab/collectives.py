@@ -732,7 +732,8 @@ def _flow_name(key: str, hosts: Sequence[str]) -> str:
     return f"{hosts[src]}->{hosts[dst]}/{channel}"
 
 
-def _crosses(nodes: Sequence[str], link: tuple[str, str]) -> bool:
+def crosses(nodes: Sequence[str], link: tuple[str, str]) -> bool:
+    """Whether the path ``nodes`` crosses ``link``, either way."""
     hops = set(itertools.pairwise(nodes))
     return link in hops or (link[1], link[0]) in hops
 
@@ -758,7 +759,7 @@ def recovery_windows(
     spans_of: dict[str, dict[str, float]] = {}
     before: dict[str, float] = {}
     for key, paths in sorted(routes.items()):
-        if paths is not None and not any(_crosses(nodes, link) for nodes in paths):
+        if paths is not None and not any(crosses(nodes, link) for nodes in paths):
             continue
         spans = gaps.get(key, ())
         across = [(b - a, a, b) for a, b in spans if b > start and a < end]

@@ -376,8 +376,13 @@ class LocalBarrier:
     def __init__(self, spec: RunSpec) -> None:
         self.spec = spec
         self.results: list[Iteration] = []
-        self.started_ns = time.monotonic_ns()
-        self._started = [self.started_ns]
+        self._started = [time.monotonic_ns()]
+        """When each iteration started (the next one's entry is added when one ends)."""
+
+    @property
+    def started_ns(self) -> int:
+        """When the run started (its first iteration)."""
+        return self._started[0]
 
     def go(self) -> int | None:
         return len(self._started) - 1 if len(self._started) <= self.spec.iterations else None

@@ -831,8 +831,7 @@ class SprayEngine:
         changed = 0
         for s in self.senders.values():
             for st in s.paths:
-                nodes = s.flow.paths[st.index].nodes
-                hops = set(itertools.pairwise(nodes))
+                hops = self._hops[s.flow.flow_id][st.index]
                 if (a, b) not in hops and (b, a) not in hops:
                     continue
                 if up and not st.healthy:

@@ -19,7 +19,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[3]))
 
-from lab.collectives import progress_lost
+from lab.collectives import crosses, progress_lost
 
 
 def run(path: Path) -> dict[str, Any]:
@@ -33,8 +33,7 @@ def run(path: Path) -> dict[str, Any]:
     for ev in mode["spray"]["path_events"]:
         if ev["event"] != "retired" or not start <= ev["monotonic_ns"] <= end:
             continue
-        hops = set(zip(ev["nodes"], ev["nodes"][1:], strict=False))
-        if (a, b) in hops or (b, a) in hops:
+        if crosses(ev["nodes"], (a, b)):
             dead.setdefault((ev["flow"], ev["path"]), (ev["monotonic_ns"] - start) / 1e6)
         else:
             others += 1
